@@ -1,0 +1,139 @@
+//! LLM backends and the pool that routes generations across them.
+//!
+//! Split like a load balancer: each backend is a client behind one [`Backend`] trait
+//! (`ollama.rs`, `openai.rs`); the pool (`pool.rs`) admits requests (`admission.rs`), picks the
+//! least-loaded healthy member (`selection.rs`), tracks health (`breaker.rs`, `health.rs`) and
+//! retries a request that failed before its first token.
+
+pub mod admission;
+pub mod breaker;
+pub mod health;
+pub mod ollama;
+pub mod openai;
+pub mod pool;
+pub mod selection;
+mod stream;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde::Serialize;
+
+pub use pool::{Generation, Pool, PoolError};
+
+/// The kind of server behind a URL; decides the wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Ollama,
+    Openai,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    pub role: MessageRole,
+    pub content: String,
+}
+
+/// Sampling options, mapped to each protocol's names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerationOptions {
+    pub num_predict: u32,
+    pub temperature: f32,
+    pub top_k: u32,
+}
+
+/// One generation to run: the prompt as chat messages, and how to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    pub options: GenerationOptions,
+}
+
+/// What a backend stream yields: text pieces, then one `Done`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendEvent {
+    Token(String),
+    Done(Completion),
+}
+
+/// The end of a generation as the backend reported it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Completion {
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    /// `stop` or `length`.
+    pub finish_reason: Option<String>,
+}
+
+pub type TokenStream = BoxStream<'static, Result<BackendEvent, BackendError>>;
+
+/// Why a backend call failed. The pool classifies these to decide on retries and ejection.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("{url} answered HTTP {status}: {message}")]
+    Status { url: String, status: u16, message: String },
+    #[error("{url} sent an invalid response: {message}")]
+    Protocol { url: String, message: String },
+    #[error("{url} sent no token for {seconds:.1} s")]
+    Timeout { url: String, seconds: f64 },
+    #[error("{url} does not serve model {model:?}")]
+    ModelMissing { url: String, model: String },
+}
+
+impl BackendError {
+    /// Whether this says something about the backend's health (and so counts against its
+    /// circuit), as opposed to a problem with this one request, like a prompt too long for the
+    /// context (HTTP 400), which another backend would refuse too.
+    pub fn is_backend_fault(&self) -> bool {
+        match self {
+            BackendError::Status { status, .. } => *status >= 500 || *status == 404 || *status == 429,
+            _ => true,
+        }
+    }
+}
+
+/// One LLM server. Implementations only speak the protocol; the pool decides when to call.
+pub trait Backend: Send + Sync + 'static {
+    fn kind(&self) -> BackendKind;
+    fn url(&self) -> &str;
+    /// Starts a streamed generation. Resolves once the server accepted the request (response
+    /// headers received); tokens then come from the stream. Dropping the stream closes the
+    /// connection, which makes Ollama and llama-server cancel the generation.
+    fn generate(&self, request: GenerationRequest) -> BoxFuture<'_, Result<TokenStream, BackendError>>;
+    /// Whether the server is up and lists `model` (GET /api/tags or /v1/models).
+    fn check_model<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+}
+
+/// The HTTP client shared by all backends. No overall timeout: answers stream for a long
+/// time; the pool enforces first-token and idle deadlines instead.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+fn connect_error(url: &str, e: &reqwest::Error) -> BackendError {
+    BackendError::Connect { url: url.to_owned(), message: e.to_string() }
+}
+
+/// Reads an error response's body (bounded) for the error message.
+async fn status_error(url: &str, response: reqwest::Response) -> BackendError {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    let message: String = body.chars().take(300).collect();
+    BackendError::Status { url: url.to_owned(), status, message }
+}

@@ -1,0 +1,502 @@
+//! The backend pool: admits a generation, runs it on the least-loaded healthy backend, retries
+//! it elsewhere while it has produced no token, and keeps each backend's health.
+//!
+//! The pool counts in-flight requests itself: Ollama exposes no queue or in-flight metric, and
+//! requests beyond its slots would queue invisibly inside it. A request only goes to a backend
+//! with a free slot; otherwise it waits in our FIFO admission queue, where it can still be sent to
+//! whichever backend frees up first.
+//!
+//! All bookkeeping sits behind one short-held mutex; no await happens while it is held.
+
+use super::admission::{Decision, Queue, Refusal};
+use super::breaker::{self, Breaker};
+use super::selection::{least_loaded, Candidate};
+use super::{Backend, BackendError, BackendEvent, BackendKind, Completion, GenerationRequest, TokenStream};
+use crate::metrics;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use serde::Serialize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How the pool behaves; built from `BackendsConfig`.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub model: String,
+    pub queue_max: usize,
+    pub queue_timeout: Duration,
+    pub first_token_timeout: Duration,
+    pub idle_token_timeout: Duration,
+    pub max_attempts: usize,
+    pub breaker: breaker::Settings,
+}
+
+/// Why the pool could not start a generation. Nothing was streamed to the client yet, so the
+/// caller can still answer with an HTTP error or fall back to an extractive answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("no healthy LLM backend is available")]
+    NoBackend,
+    #[error("all {0} generation slots are busy and the waiting line is full")]
+    QueueFull(usize),
+    #[error("no generation slot became free within {0:?}")]
+    QueueTimeout(Duration),
+    #[error("generation failed: {0}")]
+    Failed(#[source] BackendError),
+}
+
+struct Member {
+    backend: Arc<dyn Backend>,
+    capacity: usize,
+}
+
+struct Slot {
+    in_flight: usize,
+    breaker: Breaker,
+    /// Result of the last active check; `None` before the first one.
+    model_present: Option<bool>,
+    last_pick: u64,
+    served: u64,
+    failures: u64,
+    last_error: Option<String>,
+    last_success: Option<Instant>,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    queue: Queue,
+    picks: u64,
+}
+
+struct Inner {
+    members: Vec<Member>,
+    state: Mutex<State>,
+    settings: PoolSettings,
+}
+
+/// Cheap to clone; all clones share the same backends and counters.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+/// One backend as `/api/v1/backends` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackendStatus {
+    pub url: String,
+    pub kind: BackendKind,
+    pub model: String,
+    pub healthy: bool,
+    pub circuit: &'static str,
+    pub in_flight: usize,
+    pub capacity: usize,
+    pub served: u64,
+    pub failures: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success_secs_ago: Option<f64>,
+}
+
+impl Slot {
+    fn healthy(&self) -> bool {
+        self.model_present == Some(true) && !matches!(self.breaker.state(), breaker::State::Open { .. })
+    }
+}
+
+impl Pool {
+    /// A pool over `backends`, each with `slots` parallel slots. Backends start unchecked and
+    /// take no traffic until their first health check passes (see `health::check_all`).
+    pub fn new(backends: Vec<Arc<dyn Backend>>, slots: usize, settings: PoolSettings) -> Pool {
+        let members: Vec<Member> =
+            backends.into_iter().map(|backend| Member { backend, capacity: slots }).collect();
+        let state = State {
+            slots: members
+                .iter()
+                .map(|_| Slot {
+                    in_flight: 0,
+                    breaker: Breaker::new(settings.breaker),
+                    model_present: None,
+                    last_pick: 0,
+                    served: 0,
+                    failures: 0,
+                    last_error: None,
+                    last_success: None,
+                })
+                .collect(),
+            queue: Queue::new(settings.queue_max),
+            picks: 0,
+        };
+        let pool = Pool { inner: Arc::new(Inner { members, state: Mutex::new(state), settings }) };
+        pool.publish(&pool.lock());
+        pool
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.members.is_empty()
+    }
+
+    pub fn model(&self) -> &str {
+        &self.inner.settings.model
+    }
+
+    /// Whether any backend can take work now (or after a short wait in the queue).
+    pub fn any_healthy(&self) -> bool {
+        self.lock().slots.iter().any(Slot::healthy)
+    }
+
+    /// Sum of the slots of healthy backends: the most generations that can run at once now.
+    pub fn healthy_capacity(&self) -> usize {
+        let state = self.lock();
+        state.slots.iter().zip(&self.inner.members).filter(|(s, _)| s.healthy()).map(|(_, m)| m.capacity).sum()
+    }
+
+    pub fn snapshot(&self) -> Vec<BackendStatus> {
+        let state = self.lock();
+        let now = Instant::now();
+        self.inner
+            .members
+            .iter()
+            .zip(&state.slots)
+            .map(|(m, s)| BackendStatus {
+                url: m.backend.url().to_owned(),
+                kind: m.backend.kind(),
+                model: self.inner.settings.model.clone(),
+                healthy: s.healthy(),
+                circuit: s.breaker.name(),
+                in_flight: s.in_flight,
+                capacity: m.capacity,
+                served: s.served,
+                failures: s.failures,
+                last_error: s.last_error.clone(),
+                last_success_secs_ago: s.last_success.map(|t| now.duration_since(t).as_secs_f64()),
+            })
+            .collect()
+    }
+
+    /// Runs `request` on the best backend. Resolves once the first token (or an immediate end)
+    /// arrived; the rest streams from the returned [`Generation`]. A backend that fails before
+    /// its first token is excluded and the request tried on another, up to `max_attempts`.
+    ///
+    /// # Errors
+    /// [`PoolError::NoBackend`] when no backend is healthy, `QueueFull`/`QueueTimeout` when all
+    /// slots stay busy, `Failed` with the last backend error when every attempt failed.
+    pub async fn generate(&self, request: GenerationRequest) -> Result<Generation, PoolError> {
+        let started = Instant::now();
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error = None;
+        while tried.len() < self.inner.settings.max_attempts {
+            let mut lease = match self.acquire(&tried).await {
+                Ok(lease) => lease,
+                Err(PoolError::NoBackend) if last_error.is_some() => break,
+                Err(e) => return Err(e),
+            };
+            let queue_wait = started.elapsed();
+            tried.push(lease.index);
+            let backend = Arc::clone(&self.inner.members[lease.index].backend);
+            let attempt = tokio::time::timeout(self.inner.settings.first_token_timeout, first_event(&*backend, request.clone()));
+            let error = match attempt.await {
+                Ok(Ok((first, rest))) => {
+                    let budget = request.options.num_predict;
+                    let idle = self.inner.settings.idle_token_timeout;
+                    return Ok(Generation {
+                        backend: backend.url().to_owned(),
+                        model: request.model,
+                        queue_wait,
+                        first_token: started.elapsed(),
+                        events: guarded_stream(lease, first, rest, budget, idle),
+                    });
+                }
+                Ok(Err(e)) => e,
+                Err(_) => BackendError::Timeout {
+                    url: backend.url().to_owned(),
+                    seconds: self.inner.settings.first_token_timeout.as_secs_f64(),
+                },
+            };
+            tracing::warn!(backend = backend.url(), error = %error, "generation failed before its first token");
+            lease.fail(&error);
+            if !error.is_backend_fault() {
+                return Err(PoolError::Failed(error));
+            }
+            last_error = Some(error);
+        }
+        Err(last_error.map_or(PoolError::NoBackend, PoolError::Failed))
+    }
+
+    /// Reserves a slot on the least-loaded healthy backend not in `exclude`, waiting in line if
+    /// all are busy.
+    async fn acquire(&self, exclude: &[usize]) -> Result<Lease, PoolError> {
+        let (id, rx) = {
+            let mut state = self.lock();
+            let queued = state.queue.push(exclude.to_vec());
+            let Ok((id, rx)) = queued else {
+                metrics::queue_rejected("full");
+                return Err(PoolError::QueueFull(state.queue.len()));
+            };
+            self.dispatch(&mut state);
+            (id, rx)
+        };
+        let mut wait = Waiting { pool: self, id, rx, settled: false };
+        let grant = match tokio::time::timeout(self.inner.settings.queue_timeout, &mut wait.rx).await {
+            Ok(Ok(grant)) => grant,
+            // The sender lives in the queue until it sends; a closed channel means it was dropped
+            // unsent, which only happens when the pool itself is going away.
+            Ok(Err(_)) => Err(Refusal::NoBackend),
+            Err(_) => {
+                let mut state = self.lock();
+                if state.queue.remove(id) {
+                    wait.settled = true;
+                    self.publish(&state);
+                    metrics::queue_rejected("timeout");
+                    return Err(PoolError::QueueTimeout(self.inner.settings.queue_timeout));
+                }
+                // Granted in the instant the timer fired: take the slot.
+                wait.rx.try_recv().unwrap_or(Err(Refusal::NoBackend))
+            }
+        };
+        wait.settled = true;
+        match grant {
+            Ok(index) => Ok(Lease { pool: self.clone(), index, outcome: false }),
+            Err(Refusal::NoBackend) => Err(PoolError::NoBackend),
+        }
+    }
+
+    /// Hands free slots to waiters in arrival order and refuses those no backend can serve.
+    fn dispatch(&self, state: &mut State) {
+        loop {
+            let State { slots, queue, picks } = state;
+            let members = &self.inner.members;
+            let undone = queue.dispatch(|exclude| {
+                let eligible = |i: &usize| !exclude.contains(i) && slots[*i].healthy();
+                if !(0..slots.len()).any(|i| eligible(&i)) {
+                    return Decision::Refuse(Refusal::NoBackend);
+                }
+                let candidates = (0..slots.len()).filter(eligible).map(|i| Candidate {
+                    index: i,
+                    in_flight: slots[i].in_flight,
+                    allowed: slots[i].breaker.allowed(members[i].capacity),
+                    last_pick: slots[i].last_pick,
+                });
+                match least_loaded(candidates) {
+                    Some(i) => {
+                        *picks += 1;
+                        slots[i].in_flight += 1;
+                        slots[i].last_pick = *picks;
+                        Decision::Grant(i)
+                    }
+                    None => Decision::Wait,
+                }
+            });
+            if undone.is_empty() {
+                break;
+            }
+            for i in undone {
+                slots[i].in_flight -= 1;
+            }
+        }
+        self.publish(state);
+    }
+
+    /// Records an active health check of backend `index`.
+    pub(crate) fn record_check(&self, index: usize, result: Result<(), BackendError>) {
+        let mut state = self.lock();
+        let slot = &mut state.slots[index];
+        let was_healthy = slot.healthy();
+        slot.model_present = Some(result.is_ok());
+        slot.breaker.on_check(Instant::now(), result.is_ok());
+        if let Err(e) = &result {
+            slot.last_error = Some(e.to_string());
+        }
+        let now_healthy = slot.healthy();
+        if was_healthy != now_healthy {
+            let url = self.inner.members[index].backend.url();
+            match &result {
+                Ok(()) => tracing::info!(backend = url, "backend healthy"),
+                Err(e) => tracing::warn!(backend = url, error = %e, "backend unhealthy"),
+            }
+        }
+        self.dispatch(&mut state);
+    }
+
+    pub(crate) fn members(&self) -> impl Iterator<Item = (usize, Arc<dyn Backend>)> + '_ {
+        self.inner.members.iter().enumerate().map(|(i, m)| (i, Arc::clone(&m.backend)))
+    }
+
+    fn finish(&self, index: usize, outcome: Option<Result<(), &BackendError>>) {
+        let mut state = self.lock();
+        let capacity = self.inner.members[index].capacity;
+        let url = self.inner.members[index].backend.url();
+        let slot = &mut state.slots[index];
+        slot.in_flight -= 1;
+        match outcome {
+            Some(Ok(())) => {
+                slot.served += 1;
+                slot.last_success = Some(Instant::now());
+                slot.breaker.on_success(capacity);
+                metrics::backend_request(url, "success");
+            }
+            Some(Err(e)) => {
+                slot.failures += 1;
+                slot.last_error = Some(e.to_string());
+                if e.is_backend_fault() {
+                    let gone = matches!(e, BackendError::Connect { .. });
+                    slot.breaker.on_failure(Instant::now(), gone);
+                }
+                metrics::backend_request(url, "failure");
+            }
+            None => metrics::backend_request(url, "cancelled"),
+        }
+        self.dispatch(&mut state);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a panic while holding it; the counters are still consistent
+        // (every critical section is a few assignments), so keep serving.
+        self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn publish(&self, state: &State) {
+        for (m, s) in self.inner.members.iter().zip(&state.slots) {
+            metrics::backend_state(m.backend.url(), s.in_flight, m.capacity, s.healthy());
+        }
+        metrics::queue_depth(state.queue.len());
+    }
+}
+
+/// Leaves the admission queue if the waiting request is dropped (client gone), and hands back
+/// a slot granted to it in the meantime.
+struct Waiting<'a> {
+    pool: &'a Pool,
+    id: u64,
+    rx: oneshot::Receiver<super::admission::Grant>,
+    /// Set once the outcome was taken; then there is nothing to undo.
+    settled: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let mut state = self.pool.lock();
+        if !state.queue.remove(self.id) {
+            if let Ok(Ok(index)) = self.rx.try_recv() {
+                state.slots[index].in_flight -= 1;
+            }
+        }
+        self.pool.dispatch(&mut state);
+    }
+}
+
+/// A reserved slot on one backend; released when dropped, whatever happened.
+struct Lease {
+    pool: Pool,
+    index: usize,
+    outcome: bool,
+}
+
+impl Lease {
+    fn succeed(&mut self) {
+        if !std::mem::replace(&mut self.outcome, true) {
+            self.pool.finish(self.index, Some(Ok(())));
+        }
+    }
+
+    fn fail(&mut self, error: &BackendError) {
+        if !std::mem::replace(&mut self.outcome, true) {
+            self.pool.finish(self.index, Some(Err(error)));
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.outcome {
+            // Neither success nor failure: the client went away and the stream was dropped.
+            self.pool.finish(self.index, None);
+        }
+    }
+}
+
+/// A running generation whose first token has arrived.
+pub struct Generation {
+    pub backend: String,
+    pub model: String,
+    pub queue_wait: Duration,
+    /// From the call to `generate` to the first token, queueing and retries included.
+    pub first_token: Duration,
+    /// The first token, the rest, then `Done` — or an error as the last item.
+    pub events: BoxStream<'static, Result<BackendEvent, BackendError>>,
+}
+
+async fn first_event(backend: &dyn Backend, request: GenerationRequest) -> Result<(BackendEvent, TokenStream), BackendError> {
+    let mut stream = backend.generate(request).await?;
+    match stream.next().await {
+        Some(Ok(event)) => Ok((event, stream)),
+        Some(Err(e)) => Err(e),
+        None => Err(BackendError::Protocol { url: backend.url().to_owned(), message: "empty response".into() }),
+    }
+}
+
+/// The backend stream with the pool's rules applied while it runs: the token budget is enforced
+/// as tokens arrive (a backend that ignores it is cut off), a silent backend times out, a stream
+/// that ends without its final line is an error, and the slot's outcome is recorded.
+fn guarded_stream(
+    mut lease: Lease,
+    first: BackendEvent,
+    mut rest: TokenStream,
+    budget: u32,
+    idle: Duration,
+) -> BoxStream<'static, Result<BackendEvent, BackendError>> {
+    let url = lease.pool.inner.members[lease.index].backend.url().to_owned();
+    async_stream::stream! {
+        let mut tokens: u32 = 0;
+        let mut next = Some(Ok(first));
+        loop {
+            let event = match next.take() {
+                Some(event) => Some(event),
+                None => match tokio::time::timeout(idle, rest.next()).await {
+                    Ok(event) => event,
+                    Err(_) => Some(Err(BackendError::Timeout { url: url.clone(), seconds: idle.as_secs_f64() })),
+                },
+            };
+            match event {
+                Some(Ok(BackendEvent::Token(text))) => {
+                    tokens += 1;
+                    yield Ok(BackendEvent::Token(text));
+                    if tokens >= budget {
+                        lease.succeed();
+                        yield Ok(BackendEvent::Done(Completion {
+                            completion_tokens: Some(tokens),
+                            finish_reason: Some("length".into()),
+                            ..Completion::default()
+                        }));
+                        break;
+                    }
+                }
+                Some(Ok(BackendEvent::Done(completion))) => {
+                    lease.succeed();
+                    yield Ok(BackendEvent::Done(completion));
+                    break;
+                }
+                Some(Err(e)) => {
+                    lease.fail(&e);
+                    yield Err(e);
+                    break;
+                }
+                None => {
+                    let e = BackendError::Protocol { url: url.clone(), message: "stream ended before its final message".into() };
+                    lease.fail(&e);
+                    yield Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    .boxed()
+}

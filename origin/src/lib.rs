@@ -1,0 +1,15 @@
+//! LibriAssist origin: the chat API, the answer pipeline and the LLM backend pool, plus the
+//! Ollama simulator used for tests and capacity planning.
+
+pub mod api;
+pub mod backends;
+pub mod cli;
+pub mod config;
+pub mod embed;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod server;
+pub mod sim;
+pub mod telemetry;
+pub mod drain;

@@ -1,0 +1,5 @@
+//! The `libriassist` command: see `libriassist --help`.
+
+fn main() -> std::process::ExitCode {
+    libriassist::cli::main()
+}

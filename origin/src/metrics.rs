@@ -1,0 +1,84 @@
+//! Prometheus metrics. Every name is defined here, once, prefixed `libriassist_`; the Grafana
+//! dashboard and the operations guide refer to these names.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const HTTP_REQUESTS: &str = "libriassist_http_requests_total";
+pub const HTTP_DURATION: &str = "libriassist_http_request_duration_seconds";
+pub const ANSWERS: &str = "libriassist_answers_total";
+pub const TTFT: &str = "libriassist_ttft_seconds";
+pub const BACKEND_IN_FLIGHT: &str = "libriassist_backend_in_flight";
+pub const BACKEND_CAPACITY: &str = "libriassist_backend_capacity";
+pub const BACKEND_HEALTHY: &str = "libriassist_backend_healthy";
+pub const BACKEND_REQUESTS: &str = "libriassist_backend_requests_total";
+pub const QUEUE_DEPTH: &str = "libriassist_queue_depth";
+pub const QUEUE_REJECTED: &str = "libriassist_queue_rejected_total";
+
+/// Latency buckets from a cache hit (sub-millisecond) to a long generation (a minute).
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once and returns the handle that renders `/metrics`. Later
+/// calls (tests starting several servers in one process) share the first recorder.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; the handle still renders ours.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
+    metrics::describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request duration by route (streams: until the body ends)");
+    metrics::describe_counter!(ANSWERS, "answers delivered, by mode (generated|extractive) and cache layer");
+    metrics::describe_histogram!(TTFT, metrics::Unit::Seconds, "time to first token, by cache layer");
+    metrics::describe_gauge!(BACKEND_IN_FLIGHT, "generations running on a backend");
+    metrics::describe_gauge!(BACKEND_CAPACITY, "parallel slots of a backend");
+    metrics::describe_gauge!(BACKEND_HEALTHY, "1 when the backend takes traffic");
+    metrics::describe_counter!(BACKEND_REQUESTS, "generations by backend and outcome (success|failure|cancelled)");
+    metrics::describe_gauge!(QUEUE_DEPTH, "requests waiting for a generation slot");
+    metrics::describe_counter!(QUEUE_REJECTED, "requests refused by admission (full|timeout)");
+}
+
+pub fn http_request(route: &'static str, status: u16, seconds: f64) {
+    metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => status.to_string()).increment(1);
+    metrics::histogram!(HTTP_DURATION, "route" => route).record(seconds);
+}
+
+pub fn answer(mode: &'static str, cache: &'static str) {
+    metrics::counter!(ANSWERS, "mode" => mode, "cache" => cache).increment(1);
+}
+
+pub fn ttft(cache: &'static str, seconds: f64) {
+    metrics::histogram!(TTFT, "cache" => cache).record(seconds);
+}
+
+pub fn backend_state(url: &str, in_flight: usize, capacity: usize, healthy: bool) {
+    let backend = url.to_owned();
+    metrics::gauge!(BACKEND_IN_FLIGHT, "backend" => backend.clone()).set(in_flight as f64);
+    metrics::gauge!(BACKEND_CAPACITY, "backend" => backend.clone()).set(capacity as f64);
+    metrics::gauge!(BACKEND_HEALTHY, "backend" => backend).set(if healthy { 1.0 } else { 0.0 });
+}
+
+pub fn backend_request(url: &str, outcome: &'static str) {
+    metrics::counter!(BACKEND_REQUESTS, "backend" => url.to_owned(), "outcome" => outcome).increment(1);
+}
+
+pub fn queue_depth(depth: usize) {
+    metrics::gauge!(QUEUE_DEPTH).set(depth as f64);
+}
+
+pub fn queue_rejected(reason: &'static str) {
+    metrics::counter!(QUEUE_REJECTED, "reason" => reason).increment(1);
+}

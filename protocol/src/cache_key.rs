@@ -1,0 +1,109 @@
+//! Versioned cache keys. The edge and the origin call the same function, so a question asked
+//! through Envoy and one asked at the origin directly hit the same entry.
+
+use crate::api::{ChatRequest, Role};
+use crate::normalize::normalize_question;
+use sha2::{Digest, Sha256};
+
+/// Bumped whenever normalization or the key layout changes, so that old entries are simply
+/// never found again instead of being served for a question they no longer match.
+pub const KEY_VERSION: u32 = 1;
+
+/// A SHA-256 over the key version, the normalized question and the normalized history, as 64
+/// lowercase hex digits. Safe to put in a header, a URL path and a Redis key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    /// Accepts exactly 64 lowercase hex digits, as [`cache_key`] produces.
+    pub fn parse(s: &str) -> Option<CacheKey> {
+        let ok = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| CacheKey(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The key of a chat request. A follow-up question is keyed with its history: "Et en poche ?"
+/// means something else after each earlier question, so it must not share an entry.
+/// The session id is not part of the key: two customers asking the same thing share the answer.
+pub fn cache_key(request: &ChatRequest) -> CacheKey {
+    let mut hash = Sha256::new();
+    // Length-prefixed fields: no choice of text can make two different requests hash alike.
+    let mut field = |tag: &str, text: &str| {
+        hash.update(tag.as_bytes());
+        hash.update((text.len() as u64).to_le_bytes());
+        hash.update(text.as_bytes());
+    };
+    field("libriassist-key", &KEY_VERSION.to_string());
+    field("question", &normalize_question(&request.question));
+    for turn in &request.history {
+        let tag = match turn.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        field(tag, &normalize_question(&turn.content));
+    }
+    let digest = hash.finalize();
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    CacheKey(hex)
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Turn;
+
+    fn ask(q: &str) -> ChatRequest {
+        ChatRequest { question: q.into(), history: vec![], session_id: None }
+    }
+
+    /// Pinned keys: a change here means every deployed cache entry is orphaned, which must be a
+    /// deliberate KEY_VERSION bump. The same values are asserted from inside the wasm filter.
+    pub(crate) const PINNED: &[(&str, &str)] = &[
+        ("Quels formats proposez-vous ?", "quels formats proposez-vous"),
+        ("Où est ma commande ?", "où est ma commande"),
+    ];
+
+    #[test]
+    fn equal_after_normalization() {
+        for (raw, normalized) in PINNED {
+            assert_eq!(cache_key(&ask(raw)), cache_key(&ask(normalized)));
+        }
+        assert_ne!(cache_key(&ask("où est ma commande")), cache_key(&ask("ou est ma commande")));
+    }
+
+    #[test]
+    fn history_changes_the_key_and_session_does_not() {
+        let plain = ask("Et en poche ?");
+        let mut follow_up = plain.clone();
+        follow_up.history = vec![Turn { role: Role::User, content: "Germinal est-il disponible ?".into() }];
+        assert_ne!(cache_key(&plain), cache_key(&follow_up));
+        let mut with_session = plain.clone();
+        with_session.session_id = Some("abc".into());
+        assert_eq!(cache_key(&plain), cache_key(&with_session));
+    }
+
+    #[test]
+    fn known_value() {
+        let key = cache_key(&ask("Quels formats proposez-vous ?"));
+        assert_eq!(key.as_str().len(), 64);
+        assert_eq!(CacheKey::parse(key.as_str()), Some(key.clone()));
+        assert_eq!(CacheKey::parse("ABC"), None);
+        assert_eq!(CacheKey::parse(&key.as_str().to_uppercase()), None);
+    }
+}
