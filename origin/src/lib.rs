@@ -3,10 +3,12 @@
 
 pub mod api;
 pub mod backends;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod embed;
 pub mod error;
+pub mod knowledge;
 pub mod metrics;
 pub mod pipeline;
 pub mod server;

@@ -14,9 +14,19 @@ pub const BACKEND_HEALTHY: &str = "libriassist_backend_healthy";
 pub const BACKEND_REQUESTS: &str = "libriassist_backend_requests_total";
 pub const QUEUE_DEPTH: &str = "libriassist_queue_depth";
 pub const QUEUE_REJECTED: &str = "libriassist_queue_rejected_total";
+pub const CACHE_HITS: &str = "libriassist_cache_hits_total";
+pub const CACHE_MISSES: &str = "libriassist_cache_misses_total";
+pub const CACHE_ERRORS: &str = "libriassist_cache_errors_total";
+pub const CACHE_SEMANTIC_REJECTED: &str = "libriassist_cache_semantic_rejected_total";
+pub const CACHE_SEMANTIC_SIMILARITY: &str = "libriassist_cache_semantic_similarity";
+pub const CACHE_SEMANTIC_ENTRIES: &str = "libriassist_cache_semantic_entries";
 
 /// Latency buckets from a cache hit (sub-millisecond) to a long generation (a minute).
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// Semantic hits live above the threshold (0.9 and up with multilingual-e5); finer steps there
+/// show whether hits crowd the threshold, the first sign that it is set too low.
+const SIMILARITY_BUCKETS: &[f64] = &[0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -27,6 +37,7 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CACHE_SEMANTIC_SIMILARITY.into()), SIMILARITY_BUCKETS))
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -49,6 +60,12 @@ fn describe() {
     metrics::describe_counter!(BACKEND_REQUESTS, "generations by backend and outcome (success|failure|cancelled)");
     metrics::describe_gauge!(QUEUE_DEPTH, "requests waiting for a generation slot");
     metrics::describe_counter!(QUEUE_REJECTED, "requests refused by admission (full|timeout)");
+    metrics::describe_counter!(CACHE_HITS, "answers served from a cache, by layer (edge|exact|semantic|coalesced)");
+    metrics::describe_counter!(CACHE_MISSES, "questions no cache layer could answer (a generation was started)");
+    metrics::describe_counter!(CACHE_ERRORS, "cache operations that failed or timed out and were bypassed, by operation");
+    metrics::describe_counter!(CACHE_SEMANTIC_REJECTED, "semantic candidates above the threshold refused by a guard, by guard");
+    metrics::describe_histogram!(CACHE_SEMANTIC_SIMILARITY, "cosine similarity of semantic cache hits");
+    metrics::describe_gauge!(CACHE_SEMANTIC_ENTRIES, "questions in this origin's semantic index");
 }
 
 pub fn http_request(route: &'static str, status: u16, seconds: f64) {
@@ -81,4 +98,30 @@ pub fn queue_depth(depth: usize) {
 
 pub fn queue_rejected(reason: &'static str) {
     metrics::counter!(QUEUE_REJECTED, "reason" => reason).increment(1);
+}
+
+/// `layer` is `edge` (the edge's lookup on the internal endpoint found the entry), `exact`,
+/// `semantic` or `coalesced`.
+pub fn cache_hit(layer: &'static str) {
+    metrics::counter!(CACHE_HITS, "layer" => layer).increment(1);
+}
+
+pub fn cache_miss() {
+    metrics::counter!(CACHE_MISSES).increment(1);
+}
+
+pub fn cache_error(op: &'static str) {
+    metrics::counter!(CACHE_ERRORS, "op" => op).increment(1);
+}
+
+pub fn semantic_rejected(guard: &'static str) {
+    metrics::counter!(CACHE_SEMANTIC_REJECTED, "guard" => guard).increment(1);
+}
+
+pub fn semantic_similarity(similarity: f32) {
+    metrics::histogram!(CACHE_SEMANTIC_SIMILARITY).record(f64::from(similarity));
+}
+
+pub fn semantic_entries(count: usize) {
+    metrics::gauge!(CACHE_SEMANTIC_ENTRIES).set(count as f64);
 }

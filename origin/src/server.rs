@@ -1,16 +1,21 @@
 //! `libriassist serve`: assembles the pipeline from the configuration and runs the HTTP server
 //! until SIGTERM, then drains.
 
-use crate::api::{self, ChatService, Ops};
+use crate::api::{self, CacheApi, ChatService, Ops};
 use crate::backends::breaker;
 use crate::backends::ollama::OllamaBackend;
 use crate::backends::openai::OpenAiBackend;
 use crate::backends::pool::PoolSettings;
 use crate::backends::{health, http_client, Backend, GenerationOptions, Pool};
+use crate::cache::{Caches, ScopeSource, SemanticSlot};
 use crate::config::Config;
 use crate::drain::{termination_signal, Drain};
+use crate::embed::{Embedder, EmbeddingConfig};
+use crate::pipeline::coalesce::Coalesce;
+use crate::pipeline::exact_cache::ExactCacheStage;
 use crate::pipeline::generate::Generate;
 use crate::pipeline::prompt::PromptBuilder;
+use crate::pipeline::semantic_cache::SemanticCacheStage;
 use crate::pipeline::Pipeline;
 use axum::Router;
 use std::sync::Arc;
@@ -64,13 +69,68 @@ pub async fn app(config: &Config, drain: Drain) -> Router {
 
     let g = &config.generation;
     let options = GenerationOptions { num_predict: g.num_predict, temperature: g.temperature, top_k: g.top_k };
-    let pipeline = Pipeline {
+    // Until a knowledge base provides its corpus version, every answer shares one scope.
+    let scope = ScopeSource::fixed(config.backends.model.clone(), crate::cache::keys::NO_CORPUS);
+    let caches = caches(config, scope.clone());
+    let pipeline = Arc::new(Pipeline {
+        scope,
+        exact_cache: ExactCacheStage::new(caches.as_ref().map(|c| Arc::clone(&c.exact))),
+        coalesce: Coalesce::new(config.cache.enabled && config.cache.coalesce),
+        semantic_cache: SemanticCacheStage::new(caches.as_ref().map_or_else(SemanticSlot::default, |c| c.semantic_slot())),
         prompt: PromptBuilder::new(g.system_prompt.clone(), HISTORY_BUDGET_CHARS),
         generate: Generate::new(pool.clone(), options),
-    };
+    });
     let chat = Arc::new(ChatService { pipeline, drain: drain.clone() });
     let ops = Arc::new(Ops { pool, metrics, drain });
-    api::router(chat, ops)
+    api::router(chat, ops, CacheApi { caches, admin_token: config.server.admin_token.clone() })
+}
+
+/// The answer caches, or none when they are off or misconfigured (answers are then all
+/// generated: a cache problem never stops the service). The semantic cache joins in the
+/// background once the embedding model is loaded, so start-up does not wait for it.
+fn caches(config: &Config, scope: ScopeSource) -> Option<Arc<Caches>> {
+    if !config.cache.enabled {
+        return None;
+    }
+    let caches = match Caches::build(&config.cache, scope) {
+        Ok(caches) => Arc::new(caches),
+        Err(e) => {
+            tracing::error!(error = %e, "answer caches off");
+            return None;
+        }
+    };
+    if caches.wants_semantic() {
+        let pending = Arc::clone(&caches);
+        tokio::spawn(async move {
+            if let Some(embedder) = shared_embedder().await {
+                pending.attach_embedder(Arc::new(embedder));
+            }
+        });
+    }
+    Some(caches)
+}
+
+/// One embedding model per process, loaded on first use off the async threads: servers started
+/// side by side in one process (tests) share it, as they share ONNX Runtime.
+async fn shared_embedder() -> Option<Embedder> {
+    static EMBEDDER: tokio::sync::OnceCell<Option<Embedder>> = tokio::sync::OnceCell::const_new();
+    EMBEDDER
+        .get_or_init(|| async {
+            let config = EmbeddingConfig::from_env_or_default();
+            match tokio::task::spawn_blocking(move || Embedder::load(&config)).await {
+                Ok(Ok(embedder)) => Some(embedder),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "semantic cache off: embedding model unavailable");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "semantic cache off: embedding model loader failed");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
 }
 
 pub async fn serve(config: Config) -> Result<(), ServeError> {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct ChatService {
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
     pub drain: Drain,
 }
 

@@ -1,8 +1,11 @@
 //! The HTTP API: routes, and the layers every request goes through (request id, tracing,
 //! metrics). Each group of routes gets only the state it uses.
 
+pub mod admin;
+mod assets;
 mod chat;
 mod extract;
+mod internal;
 mod ops;
 
 use crate::metrics;
@@ -20,11 +23,20 @@ use tower_http::trace::TraceLayer;
 pub use chat::ChatService;
 pub use ops::Ops;
 
-pub fn router(chat: Arc<ChatService>, ops: Arc<Ops>) -> Router {
+/// What the cache endpoints need: the caches (`None`: caching is off) and the admin token.
+pub struct CacheApi {
+    pub caches: Option<Arc<crate::cache::Caches>>,
+    pub admin_token: Option<String>,
+}
+
+pub fn router(chat: Arc<ChatService>, ops: Arc<Ops>, cache: CacheApi) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
         .merge(chat::routes(chat))
         .merge(ops::routes(ops))
+        .merge(internal::routes(cache.caches.clone()))
+        .merge(admin::routes(cache.caches, cache.admin_token))
+        .merge(assets::router())
         .fallback(|| async { crate::error::AppError::not_found("route") })
         .layer(middleware::from_fn(record_metrics))
         .layer(

@@ -83,6 +83,9 @@ pub enum BackendError {
     Connect { url: String, message: String },
     #[error("{url} answered HTTP {status}: {message}")]
     Status { url: String, status: u16, message: String },
+    /// The connection broke after the response had started.
+    #[error("{url} interrupted the response: {message}")]
+    Interrupted { url: String, message: String },
     #[error("{url} sent an invalid response: {message}")]
     Protocol { url: String, message: String },
     #[error("{url} sent no token for {seconds:.1} s")]

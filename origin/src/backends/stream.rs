@@ -45,7 +45,7 @@ where
                     }
                 }
                 Some(Err(e)) => {
-                    let e = BackendError::Connect { url: url.clone(), message: format!("stream interrupted: {e}") };
+                    let e = BackendError::Interrupted { url: url.clone(), message: e.to_string() };
                     return Some((Err(e), (body, Vec::new(), url, true)));
                 }
                 None => ended = true,

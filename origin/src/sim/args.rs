@@ -7,9 +7,11 @@ use std::net::SocketAddr;
 pub const DEFAULT_MODEL: &str = "mistral:7b-instruct-q4_0";
 
 #[derive(Debug, Clone, PartialEq, clap::Args)]
-#[command(after_help = "Serves /api/chat, /api/generate (NDJSON), /api/tags, /api/ps, /api/version and /. \
+#[command(
+    after_help = "Serves /api/chat, /api/generate (NDJSON), /api/tags, /api/ps, /api/version and /. \
 Runtime control: POST /sim/faults {\"fail_rate\": 0.5, \"hang\": false, \"drop_after\": null}, \
-GET /sim/faults, GET /sim/stats, POST /sim/stats/reset.")]
+GET /sim/faults, GET /sim/stats, POST /sim/stats/reset."
+)]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port; the bound address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:11434")]
@@ -105,7 +107,10 @@ impl SimArgs {
             return Err("--answer-tokens must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.fail_rate) {
-            return Err(format!("--fail-rate must be between 0 and 1, got {}", self.fail_rate));
+            return Err(format!(
+                "--fail-rate must be between 0 and 1, got {}",
+                self.fail_rate
+            ));
         }
         for (flag, value) in [
             ("--tokens-per-sec", self.tokens_per_sec),
@@ -164,13 +169,34 @@ mod tests {
     #[test]
     fn out_of_range_values_are_refused() {
         for bad in [
-            SimArgs { slots: 0, ..SimArgs::default() },
-            SimArgs { answer_tokens: 0, ..SimArgs::default() },
-            SimArgs { fail_rate: 1.5, ..SimArgs::default() },
-            SimArgs { fail_rate: f64::NAN, ..SimArgs::default() },
-            SimArgs { tokens_per_sec: -1.0, ..SimArgs::default() },
-            SimArgs { prompt_tokens_per_sec: f64::INFINITY, ..SimArgs::default() },
-            SimArgs { models: vec![" ".into()], ..SimArgs::default() },
+            SimArgs {
+                slots: 0,
+                ..SimArgs::default()
+            },
+            SimArgs {
+                answer_tokens: 0,
+                ..SimArgs::default()
+            },
+            SimArgs {
+                fail_rate: 1.5,
+                ..SimArgs::default()
+            },
+            SimArgs {
+                fail_rate: f64::NAN,
+                ..SimArgs::default()
+            },
+            SimArgs {
+                tokens_per_sec: -1.0,
+                ..SimArgs::default()
+            },
+            SimArgs {
+                prompt_tokens_per_sec: f64::INFINITY,
+                ..SimArgs::default()
+            },
+            SimArgs {
+                models: vec![" ".into()],
+                ..SimArgs::default()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -149,7 +149,9 @@ mod tests {
     #[test]
     fn bad_updates_are_refused_whole() {
         let faults = Faults::new(FaultSettings::default(), 1);
-        assert!(faults.update(update(r#"{"fail_rate": 2, "hang": true}"#)).is_err());
+        assert!(faults
+            .update(update(r#"{"fail_rate": 2, "hang": true}"#))
+            .is_err());
         assert_eq!(faults.settings(), FaultSettings::default());
         assert!(serde_json::from_str::<FaultUpdate>(r#"{"fail": 1}"#).is_err());
         assert!(serde_json::from_str::<FaultUpdate>(r#"{"drop_after": -1}"#).is_err());

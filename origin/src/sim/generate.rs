@@ -96,7 +96,11 @@ pub fn count_tokens(text: &str) -> u32 {
     for word in text.split_whitespace() {
         let letters = word.chars().filter(|c| c.is_alphanumeric()).count() as u32;
         let marks = word.chars().filter(|c| !c.is_alphanumeric()).count() as u32;
-        let word_tokens = if letters == 0 { 0 } else { 1 + (letters - 1) / 6 };
+        let word_tokens = if letters == 0 {
+            0
+        } else {
+            1 + (letters - 1) / 6
+        };
         tokens = tokens.saturating_add(word_tokens).saturating_add(marks);
     }
     tokens
@@ -148,6 +152,13 @@ const STOPWORDS: &[&str] = &[
 
 const FALLBACK_TOPICS: &[&str] = &["votre demande", "cet ouvrage", "nos rayons"];
 
+/// First sentences: each names the question's first key word early.
+const OPENINGS: &[&str] = &[
+    "Pour {0}, voici ce que nous pouvons vous dire.",
+    "Au sujet de {0}, bonne nouvelle : nous pouvons vous aider.",
+    "{0} : c'est une question que nos clients posent souvent.",
+];
+
 /// Sentences of a bookstore's answer; {0}, {1}, {2} take the question's key words.
 const SENTENCES: &[&str] = &[
     "Concernant {0}, notre librairie propose plusieurs possibilités adaptées à votre demande.",
@@ -167,7 +178,8 @@ fn topics(focus: &str) -> Vec<String> {
     let mut found: Vec<String> = Vec::new();
     for word in focus.split(|c: char| !c.is_alphanumeric()) {
         let word = word.to_lowercase();
-        if word.chars().count() < 4 || STOPWORDS.contains(&word.as_str()) {
+        // Words ending in -ez are verbs addressed to the reader ("proposez-vous"), not topics.
+        if word.chars().count() < 4 || word.ends_with("ez") || STOPWORDS.contains(&word.as_str()) {
             continue;
         }
         if !found.contains(&word) {
@@ -196,7 +208,12 @@ pub fn answer(seed: u64, prompt: &str, focus: &str, n: u32) -> Vec<String> {
     let start = rng.below(SENTENCES.len());
     let mut sentence_index = 0;
     while tokens.len() < want {
-        let template = SENTENCES[(start + sentence_index * 7) % SENTENCES.len()];
+        // A short answer should still show which question it answers: open on the first key word.
+        let template = if sentence_index == 0 {
+            OPENINGS[rng.below(OPENINGS.len())]
+        } else {
+            SENTENCES[(start + sentence_index * 7) % SENTENCES.len()]
+        };
         sentence_index += 1;
         let mut sentence = template.to_string();
         for (i, topic) in words_of_topics.iter().enumerate() {
@@ -218,7 +235,10 @@ fn push_tokens(tokens: &mut Vec<String>, sentence: &str, rng: &mut SplitMix64, w
         let chars: Vec<char> = word.chars().collect();
         if chars.len() >= 9 && rng.below(2) == 0 {
             let cut = chars.len() / 2;
-            tokens.push(format!("{space}{}", chars[..cut].iter().collect::<String>()));
+            tokens.push(format!(
+                "{space}{}",
+                chars[..cut].iter().collect::<String>()
+            ));
             if tokens.len() < want {
                 tokens.push(chars[cut..].iter().collect());
             }
@@ -270,7 +290,10 @@ mod tests {
         }
         let text = answer(1, q, q, 200).concat();
         assert!(text.contains("horaires"), "{text}");
-        assert!(text.contains("ouverture") || text.contains("vacances"), "{text}");
+        assert!(
+            text.contains("ouverture") || text.contains("vacances"),
+            "{text}"
+        );
         assert!(!text.starts_with(' '));
         assert!(!text.contains("  "), "{text}");
     }
@@ -281,7 +304,10 @@ mod tests {
         assert_eq!(answer(3, q, q, 40), answer(3, q, q, 40));
         assert_ne!(answer(3, q, q, 40), answer(4, q, q, 40));
         let other = "Livrez-vous en Belgique ?";
-        assert_ne!(answer(3, q, q, 40).concat(), answer(3, other, other, 40).concat());
+        assert_ne!(
+            answer(3, q, q, 40).concat(),
+            answer(3, other, other, 40).concat()
+        );
     }
 
     #[test]
@@ -307,6 +333,7 @@ mod tests {
             topics("Bonjour, avez-vous des livres de cuisine pour enfants ?"),
             ["livres", "cuisine", "enfants"]
         );
+        assert_eq!(topics("Proposez-vous la livraison ?"), ["livraison"]);
         assert!(topics("").is_empty());
         assert_eq!(answer(0, "", "", 3).len(), 3);
     }

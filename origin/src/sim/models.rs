@@ -82,7 +82,9 @@ fn display_name(name: &str) -> String {
 
 fn parameter_count(name: &str) -> (String, f64) {
     for part in name.to_lowercase().split([':', '-', '/']) {
-        let Some(unit) = part.chars().last() else { continue };
+        let Some(unit) = part.chars().last() else {
+            continue;
+        };
         let scale = match unit {
             'b' => 1e9,
             'm' => 1e6,
@@ -135,7 +137,11 @@ fn describe(name: &str) -> Model {
     let base = key.rsplit('/').next().unwrap_or(&key);
     let base = base.split(':').next().unwrap_or(base);
     let family: String = base.chars().take_while(char::is_ascii_alphabetic).collect();
-    let family = if family.is_empty() { "llama".into() } else { family };
+    let family = if family.is_empty() {
+        "llama".into()
+    } else {
+        family
+    };
     let (parameter_size, params) = parameter_count(&key);
     let (quantization_level, bits) = quantization(&key);
     let mut rng = SplitMix64::new(hash(0, &key));
@@ -159,7 +165,11 @@ fn describe(name: &str) -> Model {
 impl Catalog {
     pub fn new<S: AsRef<str>>(names: &[S]) -> Self {
         let mut models: Vec<Model> = Vec::new();
-        for name in names.iter().map(AsRef::as_ref).filter(|n| !n.trim().is_empty()) {
+        for name in names
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|n| !n.trim().is_empty())
+        {
             let model = describe(name);
             if !models.iter().any(|m| m.key == model.key) {
                 models.push(model);
@@ -222,7 +232,7 @@ impl Catalog {
             .filter_map(|(used, m)| used.map(|t| (t + KEEP_ALIVE, m)))
             .filter(|(expires, _)| *expires > now)
             .collect();
-        loaded.sort_by(|a, b| b.0.cmp(&a.0));
+        loaded.sort_by_key(|(expires, _)| std::cmp::Reverse(*expires));
         loaded
             .into_iter()
             .map(|(expires, m)| PsEntry {
@@ -271,14 +281,24 @@ mod tests {
     fn details_come_from_the_name() {
         let tags = Catalog::new(&["mistral:7b-instruct-q4_0", "smollm2:135m-instruct-q8_0"]).tags();
         let d = &tags[0].details;
-        assert_eq!((d.parameter_size.as_str(), d.quantization_level.as_str()), ("7B", "Q4_0"));
+        assert_eq!(
+            (d.parameter_size.as_str(), d.quantization_level.as_str()),
+            ("7B", "Q4_0")
+        );
         assert_eq!(d.family, "mistral");
         assert_eq!(d.format, "gguf");
-        assert!((3_900_000_000..4_000_000_000).contains(&tags[0].size), "{}", tags[0].size);
+        assert!(
+            (3_900_000_000..4_000_000_000).contains(&tags[0].size),
+            "{}",
+            tags[0].size
+        );
         assert_eq!(tags[0].digest.len(), 64);
         assert!(tags[0].digest.chars().all(|c| c.is_ascii_hexdigit()));
         let d = &tags[1].details;
-        assert_eq!((d.parameter_size.as_str(), d.quantization_level.as_str()), ("135M", "Q8_0"));
+        assert_eq!(
+            (d.parameter_size.as_str(), d.quantization_level.as_str()),
+            ("135M", "Q8_0")
+        );
     }
 
     #[test]

@@ -81,7 +81,9 @@ impl Slots {
         let joined = self
             .stats
             .queued
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| (q < limit).then_some(q + 1));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                (q < limit).then_some(q + 1)
+            });
         match joined {
             Ok(_) => Ok(QueueTicket(&self.stats)),
             Err(_) => {
@@ -94,7 +96,9 @@ impl Slots {
     fn enter(&self, permit: OwnedSemaphorePermit) -> SlotPermit {
         Stats::bump(&self.stats.generations_started);
         let now = self.stats.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        self.stats.max_in_flight_seen.fetch_max(now, Ordering::Relaxed);
+        self.stats
+            .max_in_flight_seen
+            .fetch_max(now, Ordering::Relaxed);
         SlotPermit {
             _permit: permit,
             stats: self.stats.clone(),
@@ -167,7 +171,7 @@ mod tests {
             order.extend(rx.recv().await);
         }
         assert_eq!(order, [0, 1, 2, 3, 4]);
-        settle().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let s = stats.snapshot();
         assert_eq!((s.queued, s.in_flight, s.max_in_flight_seen), (0, 0, 1));
         assert_eq!(s.generations_started, 6);

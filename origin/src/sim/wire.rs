@@ -236,7 +236,7 @@ impl<'a> Object<'a> {
     }
 
     /// The object as JSON, stamped now.
-    pub fn to_json(&self) -> Vec<u8> {
+    pub fn to_json(self) -> Vec<u8> {
         let created_at = rfc3339(SystemTime::now());
         let done = self.done_reason.is_some();
         let encoded = match self.endpoint {
@@ -266,7 +266,7 @@ impl<'a> Object<'a> {
     }
 
     /// The object as one NDJSON line.
-    pub fn to_line(&self) -> Vec<u8> {
+    pub fn to_line(self) -> Vec<u8> {
         let mut line = self.to_json();
         line.push(b'\n');
         line
@@ -312,19 +312,43 @@ pub fn error_body(message: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
     use serde_json::json;
+    use std::fmt;
     use std::time::Duration;
+
+    /// Top-level keys of a JSON object in the order they were written (a `Value` may sort
+    /// them, depending on serde_json's features elsewhere in the build).
+    pub(crate) fn keys_in_order(json: &[u8]) -> Vec<String> {
+        struct Keys(Vec<String>);
+        struct KeysVisitor;
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = Keys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
+                    keys.push(key);
+                }
+                Ok(Keys(keys))
+            }
+        }
+        impl<'de> Deserialize<'de> for Keys {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_map(KeysVisitor)
+            }
+        }
+        serde_json::from_slice::<Keys>(json)
+            .map(|k| k.0)
+            .unwrap_or_default()
+    }
 
     fn value(bytes: &[u8]) -> Value {
         serde_json::from_slice(bytes).unwrap_or(Value::Null)
-    }
-
-    fn keys(v: &Value) -> Vec<&str> {
-        v.as_object()
-            .map(|o| o.keys().map(String::as_str).collect())
-            .unwrap_or_default()
     }
 
     const METRICS: Metrics = Metrics {
@@ -342,7 +366,10 @@ mod tests {
         assert_eq!(line.last(), Some(&b'\n'));
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
         let v = value(&line);
-        assert_eq!(keys(&v), ["model", "created_at", "message", "done"]);
+        assert_eq!(
+            keys_in_order(&line),
+            ["model", "created_at", "message", "done"]
+        );
         assert_eq!(v["message"], json!({"role": "assistant", "content": "Bon"}));
         assert_eq!(v["done"], false);
     }
@@ -354,9 +381,10 @@ mod tests {
             metrics: Some(METRICS),
             ..Object::chunk(Endpoint::Chat, "m:1", "")
         };
-        let v = value(&last.to_line());
+        let line = last.to_line();
+        let v = value(&line);
         assert_eq!(
-            keys(&v),
+            keys_in_order(&line),
             [
                 "model",
                 "created_at",
@@ -379,8 +407,11 @@ mod tests {
 
     #[test]
     fn generate_objects_use_response_and_context() {
-        let v = value(&Object::chunk(Endpoint::Generate, "m", "Le").to_line());
-        assert_eq!(keys(&v), ["model", "created_at", "response", "done"]);
+        let line = Object::chunk(Endpoint::Generate, "m", "Le").to_line();
+        assert_eq!(
+            keys_in_order(&line),
+            ["model", "created_at", "response", "done"]
+        );
         let ids = [1, 2, 3];
         let last = Object {
             done_reason: Some("stop"),
@@ -401,7 +432,10 @@ mod tests {
         assert_eq!(rfc3339(t), "2023-08-04T19:25:39.385406Z");
         let leap = UNIX_EPOCH + Duration::new(951_782_400, 1);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000001Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(4_102_444_800)), "2100-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(4_102_444_800)),
+            "2100-01-01T00:00:00Z"
+        );
     }
 
     #[test]
@@ -443,7 +477,10 @@ mod tests {
         assert!(check(json!({"stop": [1]})).is_err());
         assert!(check(json!({"stop": "x"})).is_err());
         assert!(check(json!({"use_mmap": 1})).is_err());
-        assert_eq!(check(json!({"whatever": "x", "seed": null})), Ok(Options::default()));
+        assert_eq!(
+            check(json!({"whatever": "x", "seed": null})),
+            Ok(Options::default())
+        );
         assert_eq!(
             check(json!({"num_predict": 1e300})),
             Ok(Options {
@@ -457,7 +494,13 @@ mod tests {
         for zero in [json!(0), json!(0.0), json!("0"), json!("0s"), json!("0m")] {
             assert!(keep_alive_is_zero(Some(&zero)), "{zero}");
         }
-        for other in [json!(300), json!("5m"), json!("-1"), json!("s"), json!(null)] {
+        for other in [
+            json!(300),
+            json!("5m"),
+            json!("-1"),
+            json!("s"),
+            json!(null),
+        ] {
             assert!(!keep_alive_is_zero(Some(&other)), "{other}");
         }
         assert!(!keep_alive_is_zero(None));

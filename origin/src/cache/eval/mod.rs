@@ -1,0 +1,1 @@
+//! `libriassist eval cache` (being written).

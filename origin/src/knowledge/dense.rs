@@ -1,0 +1,217 @@
+//! Exact nearest-neighbour search over passage vectors: one contiguous row-major `f32` matrix,
+//! scanned in full for each question.
+//!
+//! A flat scan is exact, has no build step and no tuning, and at our sizes it is fast enough:
+//! 100k passages of 384 dimensions is 150 MB read per question, a few milliseconds on one core
+//! (`docs/BENCHMARKS.md`). Vectors are L2-normalised by the embedder, so the dot product is the
+//! cosine. An approximate index (HNSW) would only pay off well beyond that size.
+//!
+//! On disk the matrix is `vectors.f32`: little-endian `f32`, row after row, nothing else; its
+//! shape comes from the manifest.
+
+use super::KnowledgeError;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::path::Path;
+
+pub struct DenseIndex {
+    dimensions: usize,
+    data: Vec<f32>,
+}
+
+impl std::fmt::Debug for DenseIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DenseIndex").field("dimensions", &self.dimensions).field("rows", &self.len()).finish()
+    }
+}
+
+impl DenseIndex {
+    /// # Errors
+    /// `data` is not a whole number of rows, or a value is not finite.
+    pub fn new(dimensions: usize, data: Vec<f32>) -> Result<DenseIndex, String> {
+        if dimensions == 0 {
+            return Err("vectors must have at least one dimension".into());
+        }
+        if data.len() % dimensions != 0 {
+            return Err(format!("{} values are not a whole number of {dimensions}-dimension rows", data.len()));
+        }
+        if data.iter().any(|x| !x.is_finite()) {
+            return Err("a vector holds a value that is not a finite number".into());
+        }
+        Ok(DenseIndex { dimensions, data })
+    }
+
+    /// From rows, which must all have `dimensions` values.
+    ///
+    /// # Errors
+    /// As [`DenseIndex::new`], or a row of another length.
+    pub fn from_rows(dimensions: usize, rows: &[Vec<f32>]) -> Result<DenseIndex, String> {
+        let mut data = Vec::with_capacity(rows.len() * dimensions);
+        for (i, row) in rows.iter().enumerate() {
+            if row.len() != dimensions {
+                return Err(format!("vector {i} has {} dimensions, expected {dimensions}", row.len()));
+            }
+            data.extend_from_slice(row);
+        }
+        DenseIndex::new(dimensions, data)
+    }
+
+    /// Decodes `vectors.f32` bytes.
+    ///
+    /// # Errors
+    /// A length that is not `rows * dimensions * 4`, or non-finite values.
+    pub fn from_bytes(dimensions: usize, rows: usize, bytes: &[u8]) -> Result<DenseIndex, String> {
+        let expected = rows.checked_mul(dimensions).and_then(|n| n.checked_mul(4));
+        if expected != Some(bytes.len()) {
+            return Err(format!("vectors file has {} bytes, expected {rows} x {dimensions} x 4", bytes.len()));
+        }
+        let data = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        DenseIndex::new(dimensions, data)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.data.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// # Errors
+    /// The file cannot be written.
+    pub fn write(&self, path: &Path) -> Result<(), KnowledgeError> {
+        std::fs::write(path, self.to_bytes()).map_err(|source| KnowledgeError::Write { path: path.to_owned(), source })
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() / self.dimensions
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn row(&self, i: usize) -> Option<&[f32]> {
+        self.data.get(i * self.dimensions..(i + 1) * self.dimensions)
+    }
+
+    /// Cosine of `query` with passage `i` (vectors are normalised); `None` for a bad row or length.
+    pub fn score(&self, query: &[f32], i: usize) -> Option<f32> {
+        if query.len() != self.dimensions {
+            return None;
+        }
+        self.row(i).map(|r| dot(query, r))
+    }
+
+    /// The `k` passages most similar to `query`, best first (ties: lower passage number
+    /// first). Empty if `query` has the wrong length.
+    pub fn search(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
+        if query.len() != self.dimensions || k == 0 {
+            return Vec::new();
+        }
+        // A min-heap of the best k so far: most rows lose to its top and cost one comparison.
+        let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
+        for (i, row) in self.data.chunks_exact(self.dimensions).enumerate() {
+            let s = dot(query, row);
+            if heap.len() < k {
+                heap.push(Scored { score: s, ord: i as u32 });
+            } else if heap.peek().is_some_and(|worst| s > worst.score) {
+                heap.pop();
+                heap.push(Scored { score: s, ord: i as u32 });
+            }
+        }
+        let mut out: Vec<(u32, f32)> = heap.into_iter().map(|s| (s.ord, s.score)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
+/// Ordered so that `BinaryHeap`'s top is the worst kept score.
+struct Scored {
+    score: f32,
+    ord: u32,
+}
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.score.total_cmp(&self.score).then(self.ord.cmp(&other.ord))
+    }
+}
+
+/// Dot product with eight independent accumulators: floating-point addition is not
+/// associative, so the compiler vectorises a sum only when the code already splits it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let chunks = n / 8;
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for j in 0..8 {
+            acc[j] += ca[j] * cb[j];
+        }
+    }
+    let mut tail = 0.0;
+    for j in chunks * 8..n {
+        tail += a[j] * b[j];
+    }
+    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn dot_matches_the_naive_sum() {
+        for n in [0, 1, 7, 8, 9, 384, 1000] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - naive).abs() < 1e-3, "n={n}");
+        }
+    }
+
+    #[test]
+    fn search_returns_the_best_rows_in_order() {
+        let rows = vec![unit(&[1.0, 0.0, 0.0]), unit(&[0.0, 1.0, 0.0]), unit(&[1.0, 1.0, 0.0]), unit(&[1.0, 0.0, 0.0])];
+        let index = DenseIndex::from_rows(3, &rows).unwrap();
+        let hits = index.search(&unit(&[1.0, 0.1, 0.0]), 3);
+        let ords: Vec<u32> = hits.iter().map(|h| h.0).collect();
+        assert_eq!(ords, [0, 3, 2], "ties keep the lower passage number first");
+        assert!(hits[0].1 > hits[2].1);
+        assert_eq!(index.search(&[1.0, 0.0, 0.0], 10).len(), 4);
+        assert!(index.search(&[1.0, 0.0], 3).is_empty(), "wrong dimension");
+        assert!((index.score(&unit(&[0.0, 1.0, 0.0]), 1).unwrap() - 1.0).abs() < 1e-6);
+        assert_eq!(index.score(&[1.0, 0.0, 0.0], 9), None);
+    }
+
+    #[test]
+    fn bytes_round_trip_and_bad_shapes_are_refused() {
+        let index = DenseIndex::from_rows(2, &[vec![0.5, -1.25], vec![3.0, 0.0]]).unwrap();
+        let bytes = index.to_bytes();
+        let back = DenseIndex::from_bytes(2, 2, &bytes).unwrap();
+        assert_eq!(back.row(1), Some(&[3.0, 0.0][..]));
+        assert!(DenseIndex::from_bytes(2, 3, &bytes).is_err());
+        assert!(DenseIndex::from_bytes(2, 2, &bytes[1..]).is_err());
+        assert!(DenseIndex::from_bytes(usize::MAX, 2, &bytes).is_err());
+        assert!(DenseIndex::from_rows(2, &[vec![1.0]]).is_err());
+        assert!(DenseIndex::new(2, vec![f32::NAN, 0.0]).is_err());
+        assert!(DenseIndex::new(0, vec![]).is_err());
+    }
+}

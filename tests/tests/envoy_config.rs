@@ -1,0 +1,61 @@
+//! The Envoy configurations: `envoy/envoy.yaml` is the template rendered with the local values,
+//! and both it and a test rendering pass `envoy --mode validate` with the built filter.
+
+use libriassist_tests::edge::{
+    envoy_or_skip, local_values, render, repo_root, template, validate, LOCAL_FILTER_CONFIG,
+};
+use libriassist_tests::wasm_host::filter_wasm;
+
+#[test]
+fn envoy_yaml_is_the_template_with_local_values() {
+    let rendered = render(&template(), &local_values());
+    let local = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml"))
+        .expect("read envoy/envoy.yaml");
+    assert!(
+        rendered == local,
+        "envoy/envoy.yaml differs from envoy/envoy.template.yaml rendered with the local values; re-render it"
+    );
+    // The configuration in it is one the filter accepts.
+    libriassist_filter::config::Config::parse(LOCAL_FILTER_CONFIG.as_bytes())
+        .expect("local filter config");
+}
+
+#[test]
+fn configurations_pass_envoy_validate() {
+    let Some(envoy) = envoy_or_skip("configurations_pass_envoy_validate") else {
+        return;
+    };
+    let wasm = filter_wasm();
+    let out = validate(&envoy, &repo_root().join("envoy/envoy.yaml"));
+    assert!(
+        out.status.success(),
+        "envoy.yaml:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut values = local_values();
+    for (name, value) in values.iter_mut() {
+        match *name {
+            "LISTEN_PORT" => *value = "18080".into(),
+            "WASM_PATH" => *value = wasm.display().to_string(),
+            "FILTER_CONFIG" => {
+                *value = r#"{"trusted_proxies":["127.0.0.1"],"max_concurrent_streams":2}"#.into()
+            }
+            _ => {}
+        }
+    }
+    let dir =
+        std::env::temp_dir().join(format!("libriassist-envoy-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, render(&template(), &values)).unwrap();
+    let out = validate(&envoy, &path);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "rendered template:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
