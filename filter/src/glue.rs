@@ -196,7 +196,7 @@ impl EdgeRequest {
         };
         let client = match identify(
             config.api_key.as_ref(),
-            &config.trusted_proxies,
+            &config.addresses(),
             evidence,
             route::needs_api_key(&path),
         ) {
@@ -249,7 +249,12 @@ impl EdgeRequest {
         if let Ok((Some(bytes), _)) = HostStore.get(&l1) {
             if let Some(entry) = edge_cache::decode_l1(&bytes, &key, self.started_ns) {
                 host::increment(self.metrics.hits);
-                return self.answer(&reply::cache_hit(self.class, entry, self.elapsed_ms()));
+                if self.answer(&reply::cache_hit(self.class, entry, self.elapsed_ms()))
+                    == Action::Pause
+                {
+                    return Action::Pause;
+                }
+                return self.forward(config, false);
             }
         }
         let path = edge_cache::lookup_path(&key);
@@ -360,8 +365,10 @@ impl EdgeRequest {
                 self.forward(config, true);
             }
             Lookup::Failed(reason) => {
+                // Debug, not warn: during a cache outage this would be one line per request;
+                // the cache_errors counter is what to watch.
                 host::log(
-                    Level::Warn,
+                    Level::Debug,
                     &format!("libriassist edge: {reason}; forwarding"),
                 );
                 host::increment(self.metrics.cache_errors);

@@ -36,6 +36,7 @@ pub enum Buffer {
 #[derive(Clone, Copy)]
 #[repr(u32)]
 pub enum Level {
+    Debug = 1,
     Info = 2,
     Warn = 3,
     Error = 4,

@@ -220,7 +220,10 @@ mod tests {
             peer,
         };
         let trusted = cidrs(trusted);
-        let policy = AddressPolicy { trusted: &trusted, last_entry_is_peer: false };
+        let policy = AddressPolicy {
+            trusted: &trusted,
+            last_entry_is_peer: false,
+        };
         identify(None, &policy, ev, true).unwrap().0
     }
 

@@ -353,8 +353,9 @@
       var ex = el("span", "mark extractive", t("extractiveMark"));
       ex.title = t("extractiveMarkTitle");
       view.marks.appendChild(ex);
-      // The explanation matters more than the badge: say it in words too.
-      view.marks.appendChild(el("span", "visually-hidden", t("extractiveMarkTitle")));
+      // A tooltip reaches neither touch screens nor keyboards, and readers must know these
+      // are quoted passages rather than a written answer: say it in the open.
+      view.marks.appendChild(el("p", "mark-note", t("extractiveMarkTitle")));
     }
     view.marks.hidden = view.marks.childNodes.length === 0;
   }

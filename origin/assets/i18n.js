@@ -42,8 +42,8 @@
       errServer: "Une erreur est survenue de notre côté. Réessayez dans un instant.",
       errStream: "La réponse s’est interrompue à cause d’une erreur. Réessayez dans un instant.",
       tooLong: "Votre question est trop longue ({n} caractères au maximum).",
-      seconds: function (n) { return n <= 1 ? "1 seconde" : n + " secondes"; },
-      minutes: function (n) { return n <= 1 ? "1 minute" : n + " minutes"; },
+      seconds: function (n) { return n <= 1 ? "1\u00a0seconde" : n + "\u00a0secondes"; },
+      minutes: function (n) { return n <= 1 ? "1\u00a0minute" : n + "\u00a0minutes"; },
       retryIn: "Réessayer ({wait})",
       widgetOpen: "Poser une question à la librairie",
       widgetClose: "Fermer la conversation",
@@ -77,7 +77,7 @@
       thinking: "LibriAssist is preparing an answer…",
       answering: "Answering…",
       answered: "Answer received.",
-      welcome: "Hello! I am the bookstore's assistant. How can I help you?",
+      welcome: "Hello! I answer questions about the bookstore. How can I help you?",
       err429: "You sent many questions at once. Please wait {wait} before trying again.",
       err429NoWait: "You sent many questions at once. Please wait a moment before trying again.",
       err503: "The service is very busy right now. Try again in {wait}.",
@@ -87,8 +87,8 @@
       errServer: "Something went wrong on our side. Try again in a moment.",
       errStream: "The answer stopped because of an error. Try again in a moment.",
       tooLong: "Your question is too long ({n} characters at most).",
-      seconds: function (n) { return n <= 1 ? "1 second" : n + " seconds"; },
-      minutes: function (n) { return n <= 1 ? "1 minute" : n + " minutes"; },
+      seconds: function (n) { return n <= 1 ? "1\u00a0second" : n + "\u00a0seconds"; },
+      minutes: function (n) { return n <= 1 ? "1\u00a0minute" : n + "\u00a0minutes"; },
       retryIn: "Try again ({wait})",
       widgetOpen: "Ask the bookstore a question",
       widgetClose: "Close the conversation",
@@ -112,6 +112,7 @@
     return "fr";
   }
 
+  // Durations use a no-break space so "2 secondes" never splits across lines.
   function make(lang) {
     var table = STRINGS[lang] || STRINGS.fr;
     function t(key, vars) {

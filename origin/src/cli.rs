@@ -19,6 +19,32 @@ enum Command {
     Sim(crate::sim::SimArgs),
     /// Print the effective configuration (defaults, file, environment) as TOML.
     Config(Overrides),
+    /// Measure: `eval cache` (semantic cache hit and false-hit rates), `eval retrieval`
+    /// (recall@k of the knowledge base).
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Build a new version of the knowledge index from documents, then make it current.
+    Ingest(crate::knowledge::commands::IngestArgs),
+    /// Measure speed and size: `bench retrieval`; the serving stack under load, against
+    /// plain balancers and under faults: `bench pool-overhead|load|compare|all`.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Semantic cache: paraphrase hits and false hits, with and without guards (docs/EVALUATION.md).
+    Cache(crate::cache::eval::EvalCacheArgs),
+    /// Recall@1 and recall@5 of BM25, vectors and hybrid retrieval (docs/EVALUATION.md).
+    Retrieval(crate::knowledge::commands::EvalRetrievalArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Ingest throughput, query embedding and search latency, index size, memory (docs/BENCHMARKS.md).
+    Retrieval(crate::knowledge::commands::BenchRetrievalArgs),
+    #[command(flatten)]
+    Serving(Box<crate::bench::BenchCommand>),
 }
 
 pub fn main() -> ExitCode {
@@ -35,9 +61,20 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(overrides) => {
                 let config = Config::load(&overrides).map_err(|e| e.to_string())?;
-                crate::server::serve(config).await.map_err(|e| e.to_string())
+                crate::server::serve(config, overrides).await.map_err(|e| e.to_string())
             }
             Command::Sim(args) => crate::sim::run(args).await.map_err(|e| e.to_string()),
+            Command::Eval(EvalCommand::Cache(args)) => {
+                let report = crate::cache::eval::run(&args).await?;
+                print!("{report}");
+                Ok(())
+            }
+            // Blocking work (reading files, embedding) on a runtime thread is fine here: the
+            // process runs nothing else meanwhile.
+            Command::Eval(EvalCommand::Retrieval(args)) => crate::knowledge::commands::run_eval(args).await,
+            Command::Ingest(args) => crate::knowledge::commands::run_ingest(args),
+            Command::Bench(BenchCommand::Retrieval(args)) => crate::knowledge::commands::run_bench(args).await,
+            Command::Bench(BenchCommand::Serving(command)) => crate::bench::run(*command).await,
             Command::Config(overrides) => {
                 let config = Config::load(&overrides).map_err(|e| e.to_string())?;
                 print!("{}", config.to_toml());

@@ -2,6 +2,10 @@
 //! balancers stop sending traffic, new questions get 503 `draining`, running streams continue.
 //! When the drain deadline passes, streams still running end with an `error` event rather than
 //! being cut silently, and the process exits.
+//!
+//! The listener stays open while answers are in flight: a closed port would turn the readiness
+//! probe and every new question into a connection error instead of the documented 503. It
+//! closes once the last answer has ended ([`Drain::finished`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +21,24 @@ enum Phase {
 #[derive(Clone)]
 pub struct Drain {
     phase: Arc<watch::Sender<Phase>>,
+    /// Answers started and not yet ended.
+    answering: Arc<watch::Sender<usize>>,
 }
 
 impl Default for Drain {
     fn default() -> Self {
-        Drain { phase: Arc::new(watch::Sender::new(Phase::Running)) }
+        Drain { phase: Arc::new(watch::Sender::new(Phase::Running)), answering: Arc::new(watch::Sender::new(0)) }
+    }
+}
+
+/// One answer in flight; the drain waits for it until dropped.
+pub struct Answering {
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.count.send_modify(|n| *n -= 1);
     }
 }
 
@@ -52,6 +69,22 @@ impl Drain {
     pub async fn expired(&self) {
         let mut rx = self.phase.subscribe();
         let _ = rx.wait_for(|p| *p == Phase::Expired).await;
+    }
+
+    /// Counts an answer as in flight until the guard is dropped, or `None` when draining: the
+    /// request must then be refused. Counting first and checking second leaves no instant in
+    /// which an accepted answer is invisible to [`Drain::finished`].
+    pub fn begin_answer(&self) -> Option<Answering> {
+        self.answering.send_modify(|n| *n += 1);
+        let guard = Answering { count: Arc::clone(&self.answering) };
+        (!self.is_draining()).then_some(guard)
+    }
+
+    /// Resolves once draining has started and no answer is in flight.
+    pub async fn finished(&self) {
+        self.started().await;
+        let mut rx = self.answering.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 }
 
@@ -91,5 +124,27 @@ mod tests {
         let expired = tokio::time::timeout(Duration::from_secs(4), d.expired()).await;
         assert!(expired.is_err());
         tokio::time::timeout(Duration::from_secs(2), d.expired()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finishes_when_the_last_answer_ends() {
+        let d = Drain::default();
+        let first = d.begin_answer().expect("running: accepted");
+        let second = d.begin_answer().expect("running: accepted");
+        d.start(Duration::from_secs(30));
+        assert!(d.begin_answer().is_none(), "draining: refused");
+        let finished = d.finished();
+        tokio::pin!(finished);
+        drop(first);
+        assert!(tokio::time::timeout(Duration::from_millis(10), &mut finished).await.is_err());
+        drop(second);
+        tokio::time::timeout(Duration::from_millis(10), &mut finished).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_server_finishes_at_once() {
+        let d = Drain::default();
+        d.start(Duration::from_secs(30));
+        tokio::time::timeout(Duration::from_millis(10), d.finished()).await.unwrap();
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod config;

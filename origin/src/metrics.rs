@@ -1,6 +1,12 @@
 //! Prometheus metrics. Every name is defined here, once, prefixed `libriassist_`; the Grafana
 //! dashboard and the operations guide refer to these names.
+//!
+//! The exporter renders only series that were touched: a family that is merely described does
+//! not appear. Series whose labels are known in advance are therefore created at zero on
+//! install (see [`initialize`]), so a fresh origin exports every family the dashboard queries,
+//! and `rate()` sees the first event instead of a series that appears already at 1.
 
+use libriassist_protocol::{CacheLayer, Mode};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
@@ -28,6 +34,14 @@ const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 /// show whether hits crowd the threshold, the first sign that it is set too low.
 const SIMILARITY_BUCKETS: &[f64] = &[0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0];
 
+/// `route` labels of the answer endpoints (`api::route_label`).
+pub const ANSWER_ROUTES: [&str; 2] = ["chat", "chat_stream"];
+const CACHE_LAYERS: [CacheLayer; 5] =
+    [CacheLayer::Miss, CacheLayer::Edge, CacheLayer::Exact, CacheLayer::Semantic, CacheLayer::Coalesced];
+const MODES: [Mode; 2] = [Mode::Generated, Mode::Extractive];
+const BACKEND_OUTCOMES: [&str; 3] = ["success", "failure", "cancelled"];
+const QUEUE_REJECTIONS: [&str; 2] = ["full", "timeout"];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the global recorder once and returns the handle that renders `/metrics`. Later
@@ -44,6 +58,7 @@ pub fn install() -> PrometheusHandle {
             // Fails only if another recorder was installed first; the handle still renders ours.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            initialize();
             handle
         })
         .clone()
@@ -66,6 +81,38 @@ fn describe() {
     metrics::describe_counter!(CACHE_SEMANTIC_REJECTED, "semantic candidates above the threshold refused by a guard, by guard");
     metrics::describe_histogram!(CACHE_SEMANTIC_SIMILARITY, "cosine similarity of semantic cache hits");
     metrics::describe_gauge!(CACHE_SEMANTIC_ENTRIES, "questions in this origin's semantic index");
+}
+
+/// Creates at zero the series whose labels are known before any traffic. Per-backend series
+/// start when the pool takes the backend ([`backend_added`]).
+fn initialize() {
+    for route in ANSWER_ROUTES {
+        metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => "200").increment(0);
+        let _ = metrics::histogram!(HTTP_DURATION, "route" => route);
+    }
+    for mode in MODES {
+        for cache in CACHE_LAYERS {
+            metrics::counter!(ANSWERS, "mode" => mode.as_str(), "cache" => cache.as_str()).increment(0);
+        }
+    }
+    for cache in CACHE_LAYERS {
+        let _ = metrics::histogram!(TTFT, "cache" => cache.as_str());
+        if cache != CacheLayer::Miss {
+            metrics::counter!(CACHE_HITS, "layer" => cache.as_str()).increment(0);
+        }
+    }
+    metrics::counter!(CACHE_MISSES).increment(0);
+    for reason in QUEUE_REJECTIONS {
+        metrics::counter!(QUEUE_REJECTED, "reason" => reason).increment(0);
+    }
+    queue_depth(0);
+}
+
+/// Creates a backend's request counters at zero, for every outcome.
+pub fn backend_added(url: &str) {
+    for outcome in BACKEND_OUTCOMES {
+        metrics::counter!(BACKEND_REQUESTS, "backend" => url.to_owned(), "outcome" => outcome).increment(0);
+    }
 }
 
 pub fn http_request(route: &'static str, status: u16, seconds: f64) {

@@ -291,10 +291,10 @@ describe("chat page", () => {
     await ask(page, "Avez-vous le dernier prix Goncourt ?");
     const alert = lastBubble(page).locator("[role=alert]");
     await alert.waitFor();
-    assert.match(await alert.textContent(), /patienter 2 secondes avant de réessayer/);
+    assert.match(await alert.textContent(), /patienter 2\ssecondes avant de réessayer/);
     const retry = alert.locator("button.retry");
     assert.equal(await retry.isDisabled(), true, "retry is held back for the server's wait");
-    assert.match(await retry.textContent(), /Réessayer \(\d secondes?\)/);
+    assert.match(await retry.textContent(), /Réessayer \(\d\ssecondes?\)/);
     await page.screenshot({ path: shotPath("rate-limited.png") });
     await retry.waitFor({ state: "visible" });
     await page.waitForFunction(() => !document.querySelector(".retry").disabled, null, { timeout: 5000 });
@@ -335,7 +335,7 @@ describe("chat page", () => {
     assert.ok(wait > 0, "the origin says how long to wait");
     const alert = lastBubble(second).locator("[role=alert]");
     await alert.waitFor();
-    assert.match(await alert.textContent(), new RegExp(`très demandé.*Réessayez dans ${wait} secondes`));
+    assert.match(await alert.textContent(), new RegExp(`très demandé.*Réessayez dans ${wait}\\ssecondes`));
     assert.equal(await alert.locator("button.retry").isDisabled(), true);
 
     await firstDone;
@@ -358,7 +358,7 @@ describe("chat page", () => {
       }), { times: 1 });
     await ask(page, "Question A");
     await lastBubble(page).locator("[role=alert]").waitFor();
-    assert.match(await lastBubble(page).locator("[role=alert]").textContent(), /très demandé.*Réessayez dans 30 secondes/);
+    assert.match(await lastBubble(page).locator("[role=alert]").textContent(), /très demandé.*Réessayez dans 30\ssecondes/);
 
     await page.route(STREAM, (route) => route.abort("connectionrefused"), { times: 1 });
     await ask(page, "Question B");
@@ -425,7 +425,11 @@ describe("chat page", () => {
       const shown = await lastBubble(page).locator(".mark").allTextContents();
       assert.deepEqual(shown, marks, `${cache}/${mode}`);
       assert.equal(await lastBubble(page).getAttribute("data-mode"), mode);
+      const note = lastBubble(page).locator(".mark-note");
+      if (mode === "extractive") assert.match(await note.textContent(), /passages les plus utiles/);
+      else assert.equal(await note.count(), 0);
     }
+    await page.screenshot({ path: shotPath("marks.png") });
 
     // The real origin: asking the same question twice may be answered from its cache; the
     // mark must then say so, and only then.

@@ -241,7 +241,13 @@ async fn a_bursting_client_is_limited_while_another_is_served() {
     assert!(header(r, "ratelimit-reset").is_some());
     let other = s.chat("/api/v1/chat", "Et moi ?", "198.51.100.67").await;
     let status = other.status();
-    assert_eq!(status, 200, "{:?} {}", other.headers().clone(), other.text().await.unwrap_or_default());
+    assert_eq!(
+        status,
+        200,
+        "{:?} {}",
+        other.headers().clone(),
+        other.text().await.unwrap_or_default()
+    );
     for r in responses.into_iter().filter(|r| r.status() == 429) {
         assert_eq!(
             header(&r, "content-type").as_deref(),
@@ -397,4 +403,44 @@ async fn questions_are_answered_when_the_cache_lookup_is_down() {
             .unwrap_or(0)
             >= 2
     );
+}
+
+#[tokio::test]
+async fn stream_slots_are_given_back_when_streams_end() {
+    let Some(envoy) = envoy_or_skip("stream_slots_are_given_back_when_streams_end") else {
+        return;
+    };
+    let config =
+        r#"{"trusted_proxies":["127.0.0.1"],"max_concurrent_streams":1,"cache":{"enabled":false}}"#;
+    let s = stack(&envoy, config, true).await;
+    // One at a time: each finished stream frees the client's only slot, whichever worker
+    // served it.
+    for i in 0..4 {
+        let r = s
+            .chat(
+                "/api/v1/chat/stream",
+                &format!("Suite {i} ?"),
+                "198.51.100.20",
+            )
+            .await;
+        assert_eq!(r.status(), 200, "stream {i}: {}", s.envoy.log());
+        let _ = read_sse(r).await;
+    }
+    // Two at once: the second is refused while the first runs.
+    let first = s
+        .chat("/api/v1/chat/stream", "Long ?", "198.51.100.20")
+        .await;
+    assert_eq!(first.status(), 200);
+    let second = s
+        .chat("/api/v1/chat/stream", "Encore ?", "198.51.100.20")
+        .await;
+    assert_eq!(second.status(), 429);
+    assert_eq!(header(&second, "retry-after").as_deref(), Some("1"));
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams");
+    let _ = read_sse(first).await;
+    let third = s
+        .chat("/api/v1/chat/stream", "Enfin ?", "198.51.100.20")
+        .await;
+    assert_eq!(third.status(), 200);
 }

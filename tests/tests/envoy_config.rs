@@ -58,4 +58,28 @@ fn configurations_pass_envoy_validate() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A configuration the filter refuses makes Envoy refuse the plugin, with the reason logged.
+    for (name, value) in values.iter_mut() {
+        if *name == "FILTER_CONFIG" {
+            *value = r#"{"cache":{"timeout_ms":0}}"#.into();
+        }
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&path, render(&template(), &values)).unwrap();
+    let out = validate(&envoy, &path);
+    let _ = std::fs::remove_dir_all(&dir);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "an invalid filter configuration was accepted"
+    );
+    assert!(
+        log.contains("configuration refused: `cache.timeout_ms` is 0"),
+        "{log}"
+    );
 }

@@ -159,14 +159,14 @@ fn forwarded_for_is_believed_only_from_trusted_hops() {
         vm.request_headers(ctx, true).unwrap();
         vm.stream(ctx).local_reply.as_ref().map(|r| r.status)
     };
-    assert_eq!(get(&mut vm, "198.51.100.1, 127.0.0.1", "127.0.0.1:5"), None);
+    assert_eq!(get(&mut vm, "198.51.100.1, 192.0.2.2", "127.0.0.1:5"), None);
     assert_eq!(
-        get(&mut vm, "198.51.100.2, 127.0.0.1", "127.0.0.1:5"),
+        get(&mut vm, "198.51.100.2, 192.0.2.2", "127.0.0.1:5"),
         None,
         "another client behind the proxy"
     );
     assert_eq!(
-        get(&mut vm, "198.51.100.1, 127.0.0.1", "127.0.0.1:5"),
+        get(&mut vm, "198.51.100.1, 192.0.2.2", "127.0.0.1:5"),
         Some(429)
     );
     // From an untrusted peer the header is ignored: the peer itself is limited.

@@ -4,7 +4,9 @@
 //!   semantic hits (question, matched question, similarity) to audit;
 //! - `DELETE /admin/v1/cache`: every entry;
 //! - `DELETE /admin/v1/cache/keys/{key}`: one question (its cache key), in every scope;
-//! - `DELETE /admin/v1/cache/corpus/{version}`: every entry of a corpus version.
+//! - `DELETE /admin/v1/cache/corpus/{version}`: every entry of a corpus version;
+//! - `POST /admin/v1/backends/reload`: re-reads the configuration and applies its backend
+//!   lists, as SIGHUP does (see `server::BackendsReload`).
 //!
 //! Purges reach every origin: Redis entries are deleted, and the other origins drop the
 //! questions from their semantic indexes when they read the purge on the stream.
@@ -13,11 +15,12 @@
 
 use crate::cache::{Caches, Purge};
 use crate::error::AppError;
+use crate::server::BackendsReload;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use libriassist_protocol::{CacheKey, ErrorBody, ErrorCode, ErrorDetail};
 use serde_json::json;
@@ -27,6 +30,7 @@ pub const CACHE_STATS: &str = "/admin/v1/cache/stats";
 pub const CACHE: &str = "/admin/v1/cache";
 pub const CACHE_KEY: &str = "/admin/v1/cache/keys/{key}";
 pub const CACHE_CORPUS: &str = "/admin/v1/cache/corpus/{version}";
+pub const BACKENDS_RELOAD: &str = "/admin/v1/backends/reload";
 
 pub fn routes(caches: Option<Arc<Caches>>, admin_token: Option<String>) -> Router {
     let (Some(caches), Some(token)) = (caches, admin_token.filter(|t| !t.is_empty())) else { return Router::new() };
@@ -43,7 +47,31 @@ pub fn routes(caches: Option<Arc<Caches>>, admin_token: Option<String>) -> Route
         }))
 }
 
-async fn authorize(token: &str, request: Request, next: Next) -> Response {
+/// The backends reload; like the cache routes, absent without an admin token.
+pub fn backends_routes(reload: Arc<BackendsReload>, admin_token: Option<String>) -> Router {
+    let Some(token) = admin_token.filter(|t| !t.is_empty()) else { return Router::new() };
+    let token: Arc<str> = Arc::from(token);
+    Router::new().route(BACKENDS_RELOAD, post(reload_backends)).with_state(reload).layer(middleware::from_fn(
+        move |request: Request, next: Next| {
+            let token = Arc::clone(&token);
+            async move { authorize(&token, request, next).await }
+        },
+    ))
+}
+
+async fn reload_backends(State(reload): State<Arc<BackendsReload>>) -> Response {
+    match reload.reload().await {
+        Ok(done) => Json(done).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "configuration not reloaded; the running one stays");
+            // The caller is the authenticated operator: the file's problem is worth showing.
+            let body = ErrorBody::from(ErrorDetail::new(ErrorCode::Internal, format!("configuration not reloaded, nothing changed: {e}")));
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body.to_json()).into_response()
+        }
+    }
+}
+
+pub(super) async fn authorize(token: &str, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

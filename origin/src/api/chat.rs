@@ -2,7 +2,7 @@
 //! same pipeline; they differ only in how the answer events reach the client.
 
 use super::extract::ValidChat;
-use crate::drain::Drain;
+use crate::drain::{Answering, Drain};
 use crate::error::AppError;
 use crate::metrics;
 use crate::pipeline::{Answer, AnswerEvent, Pipeline, RequestContext};
@@ -49,12 +49,12 @@ fn context(headers: &HeaderMap, request: &ChatRequest) -> RequestContext {
     RequestContext { request_id, received: Instant::now(), cache_key: key }
 }
 
-async fn start(service: &ChatService, headers: &HeaderMap, request: &ChatRequest) -> Result<Answer, AppError> {
-    if service.drain.is_draining() {
-        return Err(AppError::Draining);
-    }
+/// Starts an answer, counted by the drain until the returned guard is dropped: hold it until
+/// the last byte of the answer is produced.
+async fn start(service: &ChatService, headers: &HeaderMap, request: &ChatRequest) -> Result<(Answering, Answer), AppError> {
+    let answering = service.drain.begin_answer().ok_or(AppError::Draining)?;
     let ctx = context(headers, request);
-    service.pipeline.answer(request, &ctx).await
+    Ok((answering, service.pipeline.answer(request, &ctx).await?))
 }
 
 fn x_cache(answer: &Answer) -> [(&'static str, HeaderValue); 1] {
@@ -62,7 +62,7 @@ fn x_cache(answer: &Answer) -> [(&'static str, HeaderValue); 1] {
 }
 
 async fn chat(State(service): State<Arc<ChatService>>, headers: HeaderMap, ValidChat(request): ValidChat) -> Result<Response, AppError> {
-    let answer = start(&service, &headers, &request).await?;
+    let (_answering, answer) = start(&service, &headers, &request).await?;
     let cache_header = x_cache(&answer);
     let mut text = String::new();
     let mut events = answer.events;
@@ -93,11 +93,13 @@ async fn chat_stream(
     headers: HeaderMap,
     ValidChat(request): ValidChat,
 ) -> Result<Response, AppError> {
-    let answer = start(&service, &headers, &request).await?;
+    let (answering, answer) = start(&service, &headers, &request).await?;
     let cache_header = x_cache(&answer);
     let drain = service.drain.clone();
     let Answer { meta, mut events } = answer;
     let stream = async_stream::stream! {
+        // Dropped with the stream: when it ends, or when the client goes away.
+        let _answering = answering;
         yield event(sse::META, &meta);
         let expired = drain.expired();
         tokio::pin!(expired);

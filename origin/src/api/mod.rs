@@ -29,12 +29,13 @@ pub struct CacheApi {
     pub admin_token: Option<String>,
 }
 
-pub fn router(chat: Arc<ChatService>, ops: Arc<Ops>, cache: CacheApi) -> Router {
+pub fn router(chat: Arc<ChatService>, ops: Arc<Ops>, cache: CacheApi, reload: Arc<crate::server::BackendsReload>) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
         .merge(chat::routes(chat))
         .merge(ops::routes(ops))
         .merge(internal::routes(cache.caches.clone()))
+        .merge(admin::backends_routes(reload, cache.admin_token.clone()))
         .merge(admin::routes(cache.caches, cache.admin_token))
         .merge(assets::router())
         .fallback(|| async { crate::error::AppError::not_found("route") })
@@ -74,5 +75,16 @@ fn route_label(path: &str) -> &'static str {
         p if p.starts_with("/internal/") => "internal",
         p if p.starts_with("/admin/") => "admin",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libriassist_protocol::paths;
+
+    #[test]
+    fn answer_routes_are_labelled_as_the_metrics_expect() {
+        assert_eq!([route_label(paths::CHAT), route_label(paths::CHAT_STREAM)], metrics::ANSWER_ROUTES);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// backends known to work.
 pub async fn check_all(pool: &Pool) {
     let model = pool.model().to_owned();
-    let checks = pool.members().map(|(index, backend)| {
+    let checks = pool.members().into_iter().map(|(index, backend)| {
         let model = model.clone();
         async move { (index, backend.check_model(&model).await) }
     });

@@ -7,6 +7,11 @@
 //! whichever backend frees up first.
 //!
 //! All bookkeeping sits behind one short-held mutex; no await happens while it is held.
+//!
+//! Membership can change while serving ([`Pool::reconfigure`], on a configuration reload).
+//! Backends are known by their index everywhere (leases, retry exclusions, health results that
+//! arrive after an await), so a removed backend is never taken out of the list: it is marked
+//! retired, takes no new work, and its running generations end normally.
 
 use super::admission::{Decision, Queue, Refusal};
 use super::breaker::{self, Breaker};
@@ -51,6 +56,17 @@ struct Member {
     capacity: usize,
 }
 
+/// What [`Pool::reconfigure`] did, by backend URL.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Membership {
+    /// New, or back after a removal; they take traffic once a health check passes.
+    pub added: Vec<String>,
+    /// Still configured: in-flight counts, circuits and counters carry on.
+    pub kept: Vec<String>,
+    /// No longer configured: no new work; running generations finish.
+    pub retired: Vec<String>,
+}
+
 struct Slot {
     in_flight: usize,
     breaker: Breaker,
@@ -61,16 +77,19 @@ struct Slot {
     failures: u64,
     last_error: Option<String>,
     last_success: Option<Instant>,
+    /// Removed from the configuration; kept only so indices stay valid.
+    retired: bool,
 }
 
 struct State {
+    /// Parallel to `slots`; grows on reconfiguration, never shrinks.
+    members: Vec<Member>,
     slots: Vec<Slot>,
     queue: Queue,
     picks: u64,
 }
 
 struct Inner {
-    members: Vec<Member>,
     state: Mutex<State>,
     settings: PoolSettings,
 }
@@ -97,11 +116,30 @@ pub struct BackendStatus {
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_secs_ago: Option<f64>,
+    /// Removed by a reload and still finishing its generations.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
 }
 
 impl Slot {
+    fn new(settings: &PoolSettings) -> Slot {
+        Slot {
+            in_flight: 0,
+            breaker: Breaker::new(settings.breaker),
+            model_present: None,
+            last_pick: 0,
+            served: 0,
+            failures: 0,
+            last_error: None,
+            last_success: None,
+            retired: false,
+        }
+    }
+
     fn healthy(&self) -> bool {
-        self.model_present == Some(true) && !matches!(self.breaker.state(), breaker::State::Open { .. })
+        !self.retired
+            && self.model_present == Some(true)
+            && !matches!(self.breaker.state(), breaker::State::Open { .. })
     }
 }
 
@@ -111,34 +149,76 @@ impl Pool {
     pub fn new(backends: Vec<Arc<dyn Backend>>, slots: usize, settings: PoolSettings) -> Pool {
         let members: Vec<Member> =
             backends.into_iter().map(|backend| Member { backend, capacity: slots }).collect();
+        for m in &members {
+            metrics::backend_added(m.backend.url());
+        }
         let state = State {
-            slots: members
-                .iter()
-                .map(|_| Slot {
-                    in_flight: 0,
-                    breaker: Breaker::new(settings.breaker),
-                    model_present: None,
-                    last_pick: 0,
-                    served: 0,
-                    failures: 0,
-                    last_error: None,
-                    last_success: None,
-                })
-                .collect(),
+            slots: members.iter().map(|_| Slot::new(&settings)).collect(),
+            members,
             queue: Queue::new(settings.queue_max),
             picks: 0,
         };
-        let pool = Pool { inner: Arc::new(Inner { members, state: Mutex::new(state), settings }) };
+        let pool = Pool { inner: Arc::new(Inner { state: Mutex::new(state), settings }) };
         pool.publish(&pool.lock());
         pool
     }
 
+    /// Configured backends (retired ones not counted).
     pub fn len(&self) -> usize {
-        self.inner.members.len()
+        self.lock().slots.iter().filter(|s| !s.retired).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.members.is_empty()
+        self.len() == 0
+    }
+
+    /// Makes `backends` the pool's members, matched to the current ones by kind and URL. Kept
+    /// backends keep their state; new ones (and removed ones that come back) start unchecked and
+    /// take no traffic until a health check passes; the others are retired. Every member's
+    /// capacity becomes `slots`.
+    pub fn reconfigure(&self, backends: Vec<Arc<dyn Backend>>, slots: usize) -> Membership {
+        let mut state = self.lock();
+        let mut membership = Membership::default();
+        let mut wanted = vec![false; state.members.len()];
+        for backend in backends {
+            let url = backend.url().to_owned();
+            let same = |m: &Member| m.backend.kind() == backend.kind() && m.backend.url() == url;
+            let found = (0..state.members.len()).find(|&i| !wanted[i] && same(&state.members[i]));
+            match found {
+                Some(i) if !state.slots[i].retired => {
+                    wanted[i] = true;
+                    membership.kept.push(url);
+                }
+                Some(i) => {
+                    wanted[i] = true;
+                    let slot = &mut state.slots[i];
+                    slot.retired = false;
+                    // It was not checked while retired: check again before it takes traffic.
+                    slot.model_present = None;
+                    membership.added.push(url);
+                }
+                None => {
+                    wanted.push(true);
+                    metrics::backend_added(&url);
+                    let slot = Slot::new(&self.inner.settings);
+                    state.members.push(Member { backend, capacity: slots });
+                    state.slots.push(slot);
+                    membership.added.push(url);
+                }
+            }
+        }
+        let State { members, slots: states, .. } = &mut *state;
+        for ((member, slot), keep) in members.iter_mut().zip(states.iter_mut()).zip(wanted) {
+            member.capacity = slots;
+            if !keep && !slot.retired {
+                slot.retired = true;
+                membership.retired.push(member.backend.url().to_owned());
+            }
+        }
+        tracing::info!(?membership, "backend pool reconfigured");
+        // Waiters that only a retired backend could have served are refused now, not at timeout.
+        self.dispatch(&mut state);
+        membership
     }
 
     pub fn model(&self) -> &str {
@@ -153,16 +233,18 @@ impl Pool {
     /// Sum of the slots of healthy backends: the most generations that can run at once now.
     pub fn healthy_capacity(&self) -> usize {
         let state = self.lock();
-        state.slots.iter().zip(&self.inner.members).filter(|(s, _)| s.healthy()).map(|(_, m)| m.capacity).sum()
+        state.slots.iter().zip(&state.members).filter(|(s, _)| s.healthy()).map(|(_, m)| m.capacity).sum()
     }
 
+    /// Configured backends, then retired ones still finishing generations.
     pub fn snapshot(&self) -> Vec<BackendStatus> {
         let state = self.lock();
         let now = Instant::now();
-        self.inner
+        state
             .members
             .iter()
             .zip(&state.slots)
+            .filter(|(_, s)| !s.retired || s.in_flight > 0)
             .map(|(m, s)| BackendStatus {
                 url: m.backend.url().to_owned(),
                 kind: m.backend.kind(),
@@ -175,6 +257,7 @@ impl Pool {
                 failures: s.failures,
                 last_error: s.last_error.clone(),
                 last_success_secs_ago: s.last_success.map(|t| now.duration_since(t).as_secs_f64()),
+                retired: s.retired,
             })
             .collect()
     }
@@ -198,7 +281,7 @@ impl Pool {
             };
             let queue_wait = started.elapsed();
             tried.push(lease.index);
-            let backend = Arc::clone(&self.inner.members[lease.index].backend);
+            let backend = self.backend(lease.index);
             let attempt = tokio::time::timeout(self.inner.settings.first_token_timeout, first_event(&*backend, request.clone()));
             let error = match attempt.await {
                 Ok(Ok((first, rest))) => {
@@ -269,8 +352,7 @@ impl Pool {
     /// Hands free slots to waiters in arrival order and refuses those no backend can serve.
     fn dispatch(&self, state: &mut State) {
         loop {
-            let State { slots, queue, picks } = state;
-            let members = &self.inner.members;
+            let State { members, slots, queue, picks } = state;
             let undone = queue.dispatch(|exclude| {
                 let eligible = |i: &usize| !exclude.contains(i) && slots[*i].healthy();
                 if !(0..slots.len()).any(|i| eligible(&i)) {
@@ -305,7 +387,11 @@ impl Pool {
     /// Records an active health check of backend `index`.
     pub(crate) fn record_check(&self, index: usize, result: Result<(), BackendError>) {
         let mut state = self.lock();
+        let url = state.members[index].backend.url().to_owned();
         let slot = &mut state.slots[index];
+        if slot.retired {
+            return;
+        }
         let was_healthy = slot.healthy();
         slot.model_present = Some(result.is_ok());
         slot.breaker.on_check(Instant::now(), result.is_ok());
@@ -314,7 +400,6 @@ impl Pool {
         }
         let now_healthy = slot.healthy();
         if was_healthy != now_healthy {
-            let url = self.inner.members[index].backend.url();
             match &result {
                 Ok(()) => tracing::info!(backend = url, "backend healthy"),
                 Err(e) => tracing::warn!(backend = url, error = %e, "backend unhealthy"),
@@ -323,14 +408,22 @@ impl Pool {
         self.dispatch(&mut state);
     }
 
-    pub(crate) fn members(&self) -> impl Iterator<Item = (usize, Arc<dyn Backend>)> + '_ {
-        self.inner.members.iter().enumerate().map(|(i, m)| (i, Arc::clone(&m.backend)))
+    /// The configured (not retired) backends with their indices, for the health checker.
+    pub(crate) fn members(&self) -> Vec<(usize, Arc<dyn Backend>)> {
+        let state = self.lock();
+        let active = state.members.iter().zip(&state.slots).enumerate().filter(|(_, (_, s))| !s.retired);
+        active.map(|(i, (m, _))| (i, Arc::clone(&m.backend))).collect()
+    }
+
+    fn backend(&self, index: usize) -> Arc<dyn Backend> {
+        Arc::clone(&self.lock().members[index].backend)
     }
 
     fn finish(&self, index: usize, outcome: Option<Result<(), &BackendError>>) {
         let mut state = self.lock();
-        let capacity = self.inner.members[index].capacity;
-        let url = self.inner.members[index].backend.url();
+        let capacity = state.members[index].capacity;
+        let backend = Arc::clone(&state.members[index].backend);
+        let url = backend.url();
         let slot = &mut state.slots[index];
         slot.in_flight -= 1;
         match outcome {
@@ -361,8 +454,11 @@ impl Pool {
     }
 
     fn publish(&self, state: &State) {
-        for (m, s) in self.inner.members.iter().zip(&state.slots) {
-            metrics::backend_state(m.backend.url(), s.in_flight, m.capacity, s.healthy());
+        for (m, s) in state.members.iter().zip(&state.slots) {
+            // A retired backend's series stay in the exporter: zero capacity keeps it out of
+            // the dashboard's totals.
+            let capacity = if s.retired { 0 } else { m.capacity };
+            metrics::backend_state(m.backend.url(), s.in_flight, capacity, s.healthy());
         }
         metrics::queue_depth(state.queue.len());
     }
@@ -453,7 +549,7 @@ fn guarded_stream(
     budget: u32,
     idle: Duration,
 ) -> BoxStream<'static, Result<BackendEvent, BackendError>> {
-    let url = lease.pool.inner.members[lease.index].backend.url().to_owned();
+    let url = lease.pool.backend(lease.index).url().to_owned();
     async_stream::stream! {
         let mut tokens: u32 = 0;
         let mut next = Some(Ok(first));
@@ -499,4 +595,100 @@ fn guarded_stream(
         }
     }
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::BoxFuture;
+
+    /// Streams one token, then ends (`finishes`) or stays silent until dropped.
+    struct Fake {
+        url: String,
+        finishes: bool,
+    }
+
+    impl Backend for Fake {
+        fn kind(&self) -> BackendKind {
+            BackendKind::Ollama
+        }
+        fn url(&self) -> &str {
+            &self.url
+        }
+        fn generate(&self, _request: GenerationRequest) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
+            let finishes = self.finishes;
+            Box::pin(async move {
+                let first = futures::stream::iter([Ok(BackendEvent::Token("x".into()))]);
+                let rest = if finishes {
+                    futures::stream::iter([Ok(BackendEvent::Done(Completion::default()))]).boxed()
+                } else {
+                    futures::stream::pending().boxed()
+                };
+                Ok(first.chain(rest).boxed())
+            })
+        }
+        fn check_model<'a>(&'a self, _model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn fake(url: &str, finishes: bool) -> Arc<dyn Backend> {
+        Arc::new(Fake { url: url.into(), finishes })
+    }
+
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            model: "m".into(),
+            queue_max: 4,
+            queue_timeout: Duration::from_millis(50),
+            first_token_timeout: Duration::from_secs(1),
+            idle_token_timeout: Duration::from_secs(60),
+            max_attempts: 2,
+            breaker: breaker::Settings { threshold: 3, base_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(2) },
+        }
+    }
+
+    fn request() -> GenerationRequest {
+        let options = super::super::GenerationOptions { num_predict: 10, temperature: 0.0, top_k: 1 };
+        GenerationRequest { model: "m".into(), messages: Vec::new(), options }
+    }
+
+    fn status<'a>(pool: &'a [BackendStatus], url: &str) -> Option<&'a BackendStatus> {
+        pool.iter().find(|b| b.url == url)
+    }
+
+    #[tokio::test]
+    async fn reconfigure_keeps_state_checks_new_members_and_retires_removed_ones_after_their_work() {
+        let pool = Pool::new(vec![fake("http://a", false), fake("http://b", true)], 1, settings());
+        crate::backends::health::check_all(&pool).await;
+        // a: one endless generation; b: one finished generation.
+        let running = pool.generate(request()).await.unwrap();
+        assert_eq!(running.backend, "http://a");
+        let mut done = pool.generate(request()).await.unwrap();
+        assert_eq!(done.backend, "http://b");
+        while done.events.next().await.is_some() {}
+
+        let m = pool.reconfigure(vec![fake("http://b", true), fake("http://c", true)], 1);
+        assert_eq!((m.added, m.kept, m.retired), (vec!["http://c".to_owned()], vec!["http://b".to_owned()], vec!["http://a".to_owned()]));
+        assert_eq!(pool.len(), 2);
+        let s = pool.snapshot();
+        let a = status(&s, "http://a").unwrap();
+        assert!(a.retired && !a.healthy && a.in_flight == 1, "{a:?}");
+        assert_eq!(status(&s, "http://b").unwrap().served, 1, "kept backends keep their counters");
+        assert!(!status(&s, "http://c").unwrap().healthy, "new backends wait for a health check");
+        // Only b can take work until c is checked; a retired backend is never picked.
+        let on_b = pool.generate(request()).await.unwrap();
+        assert_eq!(on_b.backend, "http://b");
+        drop(on_b);
+        crate::backends::health::check_all(&pool).await;
+        assert!(status(&pool.snapshot(), "http://c").unwrap().healthy);
+
+        drop(running);
+        assert!(status(&pool.snapshot(), "http://a").is_none(), "gone once its generation ended");
+
+        let m = pool.reconfigure(vec![fake("http://a", true), fake("http://b", true), fake("http://c", true)], 2);
+        assert_eq!((m.added.len(), m.kept.len(), m.retired.len()), (1, 2, 0));
+        assert!(!status(&pool.snapshot(), "http://a").unwrap().healthy, "a returning backend is checked again");
+        assert_eq!(pool.healthy_capacity(), 4, "capacity follows the new slots");
+    }
 }

@@ -119,9 +119,16 @@ impl Caches {
     pub fn attach_embedder(&self, embedder: Arc<dyn QueryEmbedder>) {
         let Some(settings) = self.semantic_settings.clone() else { return };
         let model = embedder.model_id().to_owned();
-        let cache = SemanticCache::new(embedder, Arc::clone(&self.exact), self.link.clone(), settings);
-        if self.semantic.set(Arc::new(cache)).is_ok() {
+        let cache = Arc::new(SemanticCache::new(embedder, Arc::clone(&self.exact), self.link.clone(), settings));
+        if self.semantic.set(Arc::clone(&cache)).is_ok() {
             tracing::info!(embedder = %model, "semantic cache ready");
+            if self.link.is_some() {
+                // Warm from what the other origins (or this one before a restart) learnt.
+                let scope = self.scope.current();
+                tokio::spawn(async move {
+                    let _ = cache.preload(&scope).await;
+                });
+            }
         }
     }
 

@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod bm25;
 pub mod chunk;
+pub mod commands;
 pub mod config;
 pub mod dense;
 pub mod documents;

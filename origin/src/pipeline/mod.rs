@@ -7,8 +7,10 @@
 
 pub mod coalesce;
 pub mod exact_cache;
+pub mod extractive;
 pub mod generate;
 pub mod prompt;
+pub mod retrieve;
 pub mod semantic_cache;
 
 use crate::cache::{Scope, ScopeSource};
@@ -60,8 +62,10 @@ pub struct Pipeline {
     pub exact_cache: exact_cache::ExactCacheStage,
     pub coalesce: coalesce::Coalesce,
     pub semantic_cache: semantic_cache::SemanticCacheStage,
+    pub retrieve: retrieve::Retrieve,
     pub prompt: prompt::PromptBuilder,
     pub generate: generate::Generate,
+    pub extractive: extractive::Extractive,
 }
 
 impl Pipeline {
@@ -101,9 +105,27 @@ impl Pipeline {
             SemanticOutcome::Next { vector } => vector,
         };
         metrics::cache_miss();
-        let passages: Vec<Passage> = Vec::new();
+        let (passages, retrieval_ms) = match self.retrieve.run(request, ctx).await? {
+            retrieve::Retrieved::Passages { passages, retrieval_ms } => (passages, Some(retrieval_ms)),
+            retrieve::Retrieved::NotFound { retrieval_ms } => {
+                return Ok((retrieve::with_retrieval_ms(self.extractive.not_found(ctx), retrieval_ms), vector));
+            }
+            retrieve::Retrieved::NoIndex => (Vec::new(), None),
+        };
         let messages = self.prompt.build(request, &passages);
-        let answer = self.generate.run(messages, passages, ctx).await?;
+        let answer = match self.generate.run(messages, passages.clone(), ctx).await {
+            Ok(answer) => answer,
+            // No model can answer: the passages themselves are better than an error page.
+            Err(e) if !passages.is_empty() && extractive::falls_back(&e) => {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "answering extractively");
+                self.extractive.answer(&passages, ctx)
+            }
+            Err(e) => return Err(e),
+        };
+        let answer = match retrieval_ms {
+            Some(ms) => retrieve::with_retrieval_ms(answer, ms),
+            None => answer,
+        };
         Ok((answer, vector))
     }
 

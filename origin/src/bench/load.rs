@@ -1,0 +1,130 @@
+//! `bench load`: the field's stack under 1 to 200 customers, one user count after the other on
+//! the same stack (caches stay warm, as in a service that keeps running), and the chaos runs:
+//! the same stack, fresh, under one fault.
+
+use super::analysis::{layer_of, StepReport};
+use super::chaos::{ChaosKind, FaultRecord, Observer, Targets};
+use super::client::{Outcome, Protocol, Target};
+use super::scenario::{progress, step, Ctx, StepTarget};
+use super::stack::Stack;
+use libriassist_protocol::CacheLayer;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub steps: Vec<StepReport>,
+    pub origins: usize,
+    /// Origins whose semantic cache was loaded when the run started.
+    pub semantic_ready: usize,
+    /// Long-tail questions dealt and available: dealt beyond the deck means repeats.
+    pub tail_dealt: usize,
+    pub tail_deck: usize,
+}
+
+fn libriassist(stack: &Stack) -> Result<StepTarget, String> {
+    let base_url = stack.entry_url().ok_or("the stack has no entry point")?;
+    Ok(StepTarget {
+        target: Arc::new(Target { name: "LibriAssist".into(), base_url, protocol: Protocol::LibriAssist }),
+        sims: stack.sim_urls(),
+        origins: stack.origin_urls(),
+    })
+}
+
+/// Runs the user counts in order.
+///
+/// # Errors
+/// When the stack cannot start or the mix cannot be built.
+pub async fn run(ctx: &Ctx, users: &[usize]) -> Result<LoadReport, String> {
+    let stack = Stack::start(&ctx.tools, ctx.stack_plan(), "load").await?;
+    let result = steps(ctx, &stack, users).await;
+    stack.stop().await;
+    result
+}
+
+async fn steps(ctx: &Ctx, stack: &Stack, users: &[usize]) -> Result<LoadReport, String> {
+    let on = libriassist(stack)?;
+    let mix = ctx.mix(ctx.mix_settings())?;
+    let mut report = LoadReport { origins: stack.origins.len(), semantic_ready: stack.semantic_ready, ..LoadReport::default() };
+    for (i, &u) in users.iter().enumerate() {
+        let (r, _, _) = step(ctx, &on, Arc::clone(&mix), ctx.plan(u, i as u64), None).await;
+        progress(&r);
+        report.steps.push(r);
+    }
+    (report.tail_dealt, report.tail_deck) = mix.tail_usage();
+    Ok(report)
+}
+
+/// One chaos run and its accounting over every request it made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosReport {
+    pub kind: ChaosKind,
+    pub users: usize,
+    pub step: StepReport,
+    pub faults: Vec<FaultRecord>,
+    /// Over the whole run: requests that ended before any token (must be zero).
+    pub lost_before_streaming: usize,
+    /// Over the whole run: answers cut after tokens were shown (an `error` event or a cut).
+    pub interrupted_after_streaming: usize,
+    /// `error` events received, before or after tokens.
+    pub error_events: usize,
+    pub lost_by_kind: BTreeMap<String, usize>,
+    /// Restart-redis: seconds from Redis's restart to the first answer from the origin caches.
+    pub cache_hits_resumed_after_s: Option<f64>,
+    pub semantic_ready: usize,
+}
+
+/// Runs customers on a fresh stack with `kind` injected during the window.
+///
+/// # Errors
+/// When the stack cannot start or the mix cannot be built.
+pub async fn chaos(ctx: &Ctx, kind: ChaosKind, users: usize) -> Result<ChaosReport, String> {
+    let mut stack = Stack::start(&ctx.tools, ctx.stack_plan(), kind.name()).await?;
+    let result = chaos_on(ctx, &mut stack, kind, users).await;
+    stack.stop().await;
+    result
+}
+
+async fn chaos_on(ctx: &Ctx, stack: &mut Stack, kind: ChaosKind, users: usize) -> Result<ChaosReport, String> {
+    let on = libriassist(stack)?;
+    let mix = ctx.mix(ctx.mix_settings())?;
+    let semantic_ready = stack.semantic_ready;
+    let targets = Targets {
+        backend_observer: Observer::Origins(stack.origin_urls()),
+        edge_admin: stack.envoy_admin.clone(),
+        sims: &mut stack.sims,
+        redis: stack.redis.as_mut(),
+        origins: &mut stack.origins,
+    };
+    let stream = 100 + ChaosKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u64;
+    let (mut step_report, run, faults) = step(ctx, &on, mix, ctx.plan(users, stream), Some((kind, targets))).await;
+    step_report.system = format!("LibriAssist, {}", kind.name());
+    progress(&step_report);
+    let mut lost_by_kind = BTreeMap::new();
+    for r in run.records.iter().filter(|r| r.exchange.outcome == Outcome::Lost) {
+        *lost_by_kind.entry(r.exchange.error.clone().unwrap_or_default()).or_insert(0) += 1;
+    }
+    let resumed = match kind {
+        ChaosKind::RestartRedis => faults.first().and_then(|f| f.lifted_at_s).and_then(|lifted| {
+            run.records
+                .iter()
+                .filter(|r| r.exchange.started_s >= lifted && matches!(layer_of(r), CacheLayer::Exact | CacheLayer::Semantic))
+                .map(|r| r.exchange.finished_s - lifted)
+                .min_by(f64::total_cmp)
+        }),
+        _ => None,
+    };
+    Ok(ChaosReport {
+        kind,
+        users,
+        lost_before_streaming: step_report.outcomes.lost,
+        interrupted_after_streaming: step_report.outcomes.interrupted,
+        error_events: run.records.iter().filter(|r| r.exchange.error.as_deref().is_some_and(|e| e.starts_with("event:"))).count(),
+        lost_by_kind,
+        cache_hits_resumed_after_s: resumed,
+        semantic_ready,
+        step: step_report,
+        faults,
+    })
+}

@@ -1,0 +1,121 @@
+//! SIGTERM during running answers, with a real `libriassist serve` and simulators: the streams
+//! finish (or, past the drain deadline, end with an `error` event), `/readyz` and new questions
+//! get 503 `draining` meanwhile — on fresh and on kept-alive connections — and the process then
+//! exits by itself.
+
+use libriassist_tests::process::*;
+use libriassist_tests::sse::*;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+const STREAMS: usize = 10;
+
+async fn in_flight(client: &reqwest::Client, origin: &Proc) -> u64 {
+    let backends = json(client, &format!("{}/api/v1/backends", origin.url())).await;
+    backends["backends"].as_array().map_or(0, |b| b.iter().filter_map(|b| b["in_flight"].as_u64()).sum())
+}
+
+/// Starts `STREAMS` distinct questions and returns once every one holds a backend slot.
+async fn start_streams(client: &reqwest::Client, origin: &Proc) -> Vec<JoinHandle<Vec<SseEvent>>> {
+    let streams = (0..STREAMS)
+        .map(|i| {
+            let client = client.clone();
+            let url = origin.url();
+            tokio::spawn(async move { read_sse(ask_stream(&client, &url, &format!("Question numéro {i} ?")).await).await })
+        })
+        .collect();
+    eventually(Duration::from_secs(10), || async { in_flight(client, origin).await == STREAMS as u64 }).await;
+    streams
+}
+
+async fn expect_draining(response: reqwest::Response, what: &str) {
+    assert_eq!(response.status(), 503, "{what}");
+    assert!(response.headers().get("retry-after").is_some(), "{what}: no Retry-After");
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert_eq!(body["error"]["code"], "draining", "{what}: {body}");
+}
+
+/// While the drain runs: readiness fails and every new question is refused with 503 `draining`,
+/// on a kept-alive connection (`pooled`, which has just been used) as on a fresh one.
+async fn check_refusals(pooled: &reqwest::Client, origin: &Proc) -> Instant {
+    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let ready = pooled.get(format!("{}/readyz", origin.url())).send().await.expect("/readyz answers during the drain");
+    assert_eq!(ready.status(), 503);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["draining"], true, "{ready}");
+    let fresh_ready = fresh().get(format!("{}/readyz", origin.url())).send().await.expect("a new connection is accepted");
+    assert_eq!(fresh_ready.status(), 503);
+
+    let question = serde_json::json!({"question": "Une nouvelle question ?"});
+    for (client, how) in [(pooled.clone(), "kept-alive connection"), (fresh(), "new connection")] {
+        let chat = client.post(format!("{}/api/v1/chat", origin.url())).json(&question).send().await.unwrap();
+        expect_draining(chat, &format!("/api/v1/chat on a {how}")).await;
+        let stream = ask_stream(&client, &origin.url(), "Une autre question ?").await;
+        expect_draining(stream, &format!("/api/v1/chat/stream on a {how}")).await;
+    }
+    Instant::now()
+}
+
+fn last_event(events: &[SseEvent]) -> &str {
+    events.last().map_or("", |e| e.event.as_str())
+}
+
+#[tokio::test]
+async fn sigterm_lets_running_streams_finish_and_refuses_new_questions_meanwhile() {
+    // Each answer: 30 tokens at 10/s, about 3 s; the drain deadline is far away.
+    let sim = sim(free_port(), &["--slots", "10", "--ttft-ms", "100", "--tokens-per-sec", "10", "--answer-tokens", "30"]).await;
+    let mut origin = origin(&[
+        ("OLLAMA_URLS", sim.url()),
+        ("LIBRIASSIST_BACKEND_SLOTS", "10".into()),
+        ("LIBRIASSIST_CACHE_ENABLED", "false".into()),
+        ("LIBRIASSIST_DRAIN_TIMEOUT_MS", "20000".into()),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let streams = start_streams(&client, &origin).await;
+
+    origin.signal("TERM");
+    let refused_by = check_refusals(&client, &origin).await;
+    assert_eq!(in_flight(&client, &origin).await, STREAMS as u64, "the running answers continue");
+
+    for stream in streams {
+        let events = stream.await.unwrap();
+        assert_eq!(events.first().map(|e| e.event.as_str()), Some("meta"), "{events:?}");
+        assert_eq!(events.iter().filter(|e| e.event == "token").count(), 30, "every token arrives: {events:?}");
+        assert_eq!(last_event(&events), "done", "{events:?}");
+        assert!(events.last().unwrap().at > refused_by, "the stream was still running when new questions were refused");
+    }
+    let status = origin.exited(Duration::from_secs(5)).await.expect("the origin exits once its streams are done");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn streams_still_running_at_the_drain_deadline_end_with_an_error_event() {
+    // Each answer would take 40 s; the drain deadline is 1.5 s.
+    let sim = sim(free_port(), &["--slots", "10", "--ttft-ms", "100", "--tokens-per-sec", "5", "--answer-tokens", "200"]).await;
+    let mut origin = origin(&[
+        ("OLLAMA_URLS", sim.url()),
+        ("LIBRIASSIST_BACKEND_SLOTS", "10".into()),
+        ("LIBRIASSIST_CACHE_ENABLED", "false".into()),
+        ("LIBRIASSIST_DRAIN_TIMEOUT_MS", "1500".into()),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let streams = start_streams(&client, &origin).await;
+
+    let term = Instant::now();
+    origin.signal("TERM");
+    check_refusals(&client, &origin).await;
+
+    for stream in streams {
+        let events = stream.await.unwrap();
+        assert!(events.iter().any(|e| e.event == "token"), "{events:?}");
+        assert_eq!(last_event(&events), "error", "cut at the deadline, and saying so: {events:?}");
+        assert_eq!(events.last().unwrap().data["code"], "draining");
+        let ended = events.last().unwrap().at.duration_since(term);
+        assert!(ended >= Duration::from_millis(1400) && ended < Duration::from_secs(5), "ended {ended:?} after SIGTERM");
+    }
+    let status = origin.exited(Duration::from_secs(5)).await.expect("the origin exits after the deadline");
+    assert!(status.success(), "{status}");
+    assert!(term.elapsed() < Duration::from_secs(8), "exited {:?} after SIGTERM", term.elapsed());
+}
