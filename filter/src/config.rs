@@ -423,7 +423,7 @@ mod tests {
                  "l1_ttl_seconds":2,"l1_slots":16,"l1_max_entry_bytes":1000}},
                  "rate_limits":{{"chat":{{"per_second":0.5,"burst":3}},"other":{{"per_second":100,"burst":200}}}},
                  "max_concurrent_streams":0,"stream_lease_seconds":60,"client_slots":128,
-                 "trusted_proxies":["10.0.0.0/8","::1"],
+                 "trusted_proxies":["10.0.0.0/8","::1"],"forwarded_for_includes_peer":false,
                  "api_key":{{"keys_sha256":["{key}"],"required":false}}}}"#
             )
             .as_bytes(),
@@ -441,6 +441,8 @@ mod tests {
         assert_eq!(c.rate_limits.stream, RateLimits::default().stream);
         assert_eq!(c.max_concurrent_streams, None);
         assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(!c.addresses().last_entry_is_peer);
+        assert!(Config::default().addresses().last_entry_is_peer);
         let k = c.api_key.unwrap();
         assert_eq!(k.header, "x-api-key");
         assert!(!k.required);

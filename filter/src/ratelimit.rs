@@ -1,9 +1,12 @@
 //! Per-client limits held in shared data so that all Envoy workers count together: the token
 //! bucket of each route class, and the number of streams a client has open.
 //!
-//! Both are read-modify-write under compare-and-swap (`shared::update`). When the store fails
-//! the caller lets the request through: a rate limiter that turns a host hiccup into refusals
-//! would do more harm than the abuse it stops.
+//! Both are read-modify-write under compare-and-swap (`shared::update`). One gap remains: Envoy
+//! has no create-if-absent, so two workers meeting a brand-new client in the same instant can
+//! each create its state, and that client gets at most one extra request per worker, once.
+//!
+//! When the store fails the caller lets the request through: a rate limiter that turns a host
+//! hiccup into refusals would do more harm than the abuse it stops.
 
 use crate::config::Config;
 use crate::identity::ClientId;

@@ -18,7 +18,7 @@ enum Command {
     /// Run an Ollama API simulator (tests, capacity planning).
     Sim(crate::sim::SimArgs),
     /// Print the effective configuration (defaults, file, environment) as TOML.
-    Config(Overrides),
+    Config(ConfigArgs),
     /// Measure: `eval cache` (semantic cache hit and false-hit rates), `eval retrieval`
     /// (recall@k of the knowledge base).
     #[command(subcommand)]
@@ -29,6 +29,15 @@ enum Command {
     /// plain balancers and under faults: `bench pool-overhead|load|compare|all`.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// Print instead the reference of every option (key, default, variable, flag) as Markdown.
+    #[arg(long)]
+    reference: bool,
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,7 +84,11 @@ pub fn main() -> ExitCode {
             Command::Ingest(args) => crate::knowledge::commands::run_ingest(args),
             Command::Bench(BenchCommand::Retrieval(args)) => crate::knowledge::commands::run_bench(args).await,
             Command::Bench(BenchCommand::Serving(command)) => crate::bench::run(*command).await,
-            Command::Config(overrides) => {
+            Command::Config(ConfigArgs { reference: true, .. }) => {
+                print!("{}", crate::config::reference());
+                Ok(())
+            }
+            Command::Config(ConfigArgs { overrides, .. }) => {
                 let config = Config::load(&overrides).map_err(|e| e.to_string())?;
                 print!("{}", config.to_toml());
                 Ok(())

@@ -2,14 +2,18 @@
 //!
 //! Precedence, lowest first: built-in defaults, the TOML file given with `--config`, then the
 //! command line and environment variables (each flag of `libriassist serve --help` names its
-//! variable). `libriassist config` prints the effective configuration as TOML, which is also the
-//! reference for every option and its default.
+//! variable). `libriassist config` prints the effective configuration as TOML;
+//! `libriassist config --reference` prints every option with its default, variable and flag
+//! (docs/OPERATIONS.md, see `reference.rs`).
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod reference;
+pub use reference::reference;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

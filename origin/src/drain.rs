@@ -1,7 +1,7 @@
 //! Graceful shutdown. On SIGTERM (or Ctrl-C) the service drains: `/readyz` fails so load
 //! balancers stop sending traffic, new questions get 503 `draining`, running streams continue.
 //! When the drain deadline passes, streams still running end with an `error` event rather than
-//! being cut silently, and the process exits.
+//! being cut silently, questions still waiting for a slot get their 503, and the process exits.
 //!
 //! The listener stays open while answers are in flight: a closed port would turn the readiness
 //! probe and every new question into a connection error instead of the documented 503. It

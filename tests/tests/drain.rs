@@ -12,7 +12,9 @@ const STREAMS: usize = 10;
 
 async fn in_flight(client: &reqwest::Client, origin: &Proc) -> u64 {
     let backends = json(client, &format!("{}/api/v1/backends", origin.url())).await;
-    backends["backends"].as_array().map_or(0, |b| b.iter().filter_map(|b| b["in_flight"].as_u64()).sum())
+    backends["backends"].as_array().map_or(0, |b| {
+        b.iter().filter_map(|b| b["in_flight"].as_u64()).sum()
+    })
 }
 
 /// Starts `STREAMS` distinct questions and returns once every one holds a backend slot.
@@ -21,16 +23,24 @@ async fn start_streams(client: &reqwest::Client, origin: &Proc) -> Vec<JoinHandl
         .map(|i| {
             let client = client.clone();
             let url = origin.url();
-            tokio::spawn(async move { read_sse(ask_stream(&client, &url, &format!("Question numéro {i} ?")).await).await })
+            tokio::spawn(async move {
+                read_sse(ask_stream(&client, &url, &format!("Question numéro {i} ?")).await).await
+            })
         })
         .collect();
-    eventually(Duration::from_secs(10), || async { in_flight(client, origin).await == STREAMS as u64 }).await;
+    eventually(Duration::from_secs(10), || async {
+        in_flight(client, origin).await == STREAMS as u64
+    })
+    .await;
     streams
 }
 
 async fn expect_draining(response: reqwest::Response, what: &str) {
     assert_eq!(response.status(), 503, "{what}");
-    assert!(response.headers().get("retry-after").is_some(), "{what}: no Retry-After");
+    assert!(
+        response.headers().get("retry-after").is_some(),
+        "{what}: no Retry-After"
+    );
     let body: serde_json::Value = response.json().await.expect("JSON body");
     assert_eq!(body["error"]["code"], "draining", "{what}: {body}");
 }
@@ -38,17 +48,51 @@ async fn expect_draining(response: reqwest::Response, what: &str) {
 /// While the drain runs: readiness fails and every new question is refused with 503 `draining`,
 /// on a kept-alive connection (`pooled`, which has just been used) as on a fresh one.
 async fn check_refusals(pooled: &reqwest::Client, origin: &Proc) -> Instant {
-    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let ready = pooled.get(format!("{}/readyz", origin.url())).send().await.expect("/readyz answers during the drain");
-    assert_eq!(ready.status(), 503);
-    let ready: serde_json::Value = ready.json().await.unwrap();
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let readyz = format!("{}/readyz", origin.url());
+    // The signal is handled asynchronously: readiness fails a moment after it is sent.
+    eventually(Duration::from_secs(2), || async {
+        pooled
+            .get(&readyz)
+            .send()
+            .await
+            .expect("/readyz answers during the drain")
+            .status()
+            == 503
+    })
+    .await;
+    let ready: serde_json::Value = pooled
+        .get(&readyz)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["draining"], true, "{ready}");
-    let fresh_ready = fresh().get(format!("{}/readyz", origin.url())).send().await.expect("a new connection is accepted");
+    let fresh_ready = fresh()
+        .get(&readyz)
+        .send()
+        .await
+        .expect("a new connection is accepted");
     assert_eq!(fresh_ready.status(), 503);
 
     let question = serde_json::json!({"question": "Une nouvelle question ?"});
-    for (client, how) in [(pooled.clone(), "kept-alive connection"), (fresh(), "new connection")] {
-        let chat = client.post(format!("{}/api/v1/chat", origin.url())).json(&question).send().await.unwrap();
+    for (client, how) in [
+        (pooled.clone(), "kept-alive connection"),
+        (fresh(), "new connection"),
+    ] {
+        let chat = client
+            .post(format!("{}/api/v1/chat", origin.url()))
+            .json(&question)
+            .send()
+            .await
+            .unwrap();
         expect_draining(chat, &format!("/api/v1/chat on a {how}")).await;
         let stream = ask_stream(&client, &origin.url(), "Une autre question ?").await;
         expect_draining(stream, &format!("/api/v1/chat/stream on a {how}")).await;
@@ -63,7 +107,20 @@ fn last_event(events: &[SseEvent]) -> &str {
 #[tokio::test]
 async fn sigterm_lets_running_streams_finish_and_refuses_new_questions_meanwhile() {
     // Each answer: 30 tokens at 10/s, about 3 s; the drain deadline is far away.
-    let sim = sim(free_port(), &["--slots", "10", "--ttft-ms", "100", "--tokens-per-sec", "10", "--answer-tokens", "30"]).await;
+    let sim = sim(
+        free_port(),
+        &[
+            "--slots",
+            "10",
+            "--ttft-ms",
+            "100",
+            "--tokens-per-sec",
+            "10",
+            "--answer-tokens",
+            "30",
+        ],
+    )
+    .await;
     let mut origin = origin(&[
         ("OLLAMA_URLS", sim.url()),
         ("LIBRIASSIST_BACKEND_SLOTS", "10".into()),
@@ -76,23 +133,54 @@ async fn sigterm_lets_running_streams_finish_and_refuses_new_questions_meanwhile
 
     origin.signal("TERM");
     let refused_by = check_refusals(&client, &origin).await;
-    assert_eq!(in_flight(&client, &origin).await, STREAMS as u64, "the running answers continue");
+    assert_eq!(
+        in_flight(&client, &origin).await,
+        STREAMS as u64,
+        "the running answers continue"
+    );
 
     for stream in streams {
         let events = stream.await.unwrap();
-        assert_eq!(events.first().map(|e| e.event.as_str()), Some("meta"), "{events:?}");
-        assert_eq!(events.iter().filter(|e| e.event == "token").count(), 30, "every token arrives: {events:?}");
+        assert_eq!(
+            events.first().map(|e| e.event.as_str()),
+            Some("meta"),
+            "{events:?}"
+        );
+        assert_eq!(
+            events.iter().filter(|e| e.event == "token").count(),
+            30,
+            "every token arrives: {events:?}"
+        );
         assert_eq!(last_event(&events), "done", "{events:?}");
-        assert!(events.last().unwrap().at > refused_by, "the stream was still running when new questions were refused");
+        assert!(
+            events.last().unwrap().at > refused_by,
+            "the stream was still running when new questions were refused"
+        );
     }
-    let status = origin.exited(Duration::from_secs(5)).await.expect("the origin exits once its streams are done");
+    let status = origin
+        .exited(Duration::from_secs(5))
+        .await
+        .expect("the origin exits once its streams are done");
     assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
 async fn streams_still_running_at_the_drain_deadline_end_with_an_error_event() {
     // Each answer would take 40 s; the drain deadline is 1.5 s.
-    let sim = sim(free_port(), &["--slots", "10", "--ttft-ms", "100", "--tokens-per-sec", "5", "--answer-tokens", "200"]).await;
+    let sim = sim(
+        free_port(),
+        &[
+            "--slots",
+            "10",
+            "--ttft-ms",
+            "100",
+            "--tokens-per-sec",
+            "5",
+            "--answer-tokens",
+            "200",
+        ],
+    )
+    .await;
     let mut origin = origin(&[
         ("OLLAMA_URLS", sim.url()),
         ("LIBRIASSIST_BACKEND_SLOTS", "10".into()),
@@ -102,20 +190,70 @@ async fn streams_still_running_at_the_drain_deadline_end_with_an_error_event() {
     .await;
     let client = reqwest::Client::new();
     let streams = start_streams(&client, &origin).await;
+    // Two more wait for a slot when the drain starts: accepted, so not refused at once, but
+    // still without an answer at the deadline.
+    let queued: Vec<_> = ["/api/v1/chat", "/api/v1/chat/stream"]
+        .into_iter()
+        .map(|path| {
+            let request = client
+                .post(format!("{}{path}", origin.url()))
+                .json(&serde_json::json!({"question": format!("En attente sur {path} ?")}));
+            tokio::spawn(async move { request.send().await })
+        })
+        .collect();
+    let metrics = format!("{}/metrics", origin.url());
+    eventually(Duration::from_secs(5), || async {
+        let text = client
+            .get(&metrics)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|l| l == "libriassist_queue_depth 2")
+    })
+    .await;
 
     let term = Instant::now();
     origin.signal("TERM");
     check_refusals(&client, &origin).await;
 
+    for request in queued {
+        let response = request
+            .await
+            .unwrap()
+            .expect("a queued question gets an answer, not a cut connection");
+        expect_draining(response, "a question still queued at the deadline").await;
+        assert!(
+            term.elapsed() >= Duration::from_millis(1400),
+            "refused at the deadline, not before"
+        );
+    }
+
     for stream in streams {
         let events = stream.await.unwrap();
         assert!(events.iter().any(|e| e.event == "token"), "{events:?}");
-        assert_eq!(last_event(&events), "error", "cut at the deadline, and saying so: {events:?}");
+        assert_eq!(
+            last_event(&events),
+            "error",
+            "cut at the deadline, and saying so: {events:?}"
+        );
         assert_eq!(events.last().unwrap().data["code"], "draining");
         let ended = events.last().unwrap().at.duration_since(term);
-        assert!(ended >= Duration::from_millis(1400) && ended < Duration::from_secs(5), "ended {ended:?} after SIGTERM");
+        assert!(
+            ended >= Duration::from_millis(1400) && ended < Duration::from_secs(5),
+            "ended {ended:?} after SIGTERM"
+        );
     }
-    let status = origin.exited(Duration::from_secs(5)).await.expect("the origin exits after the deadline");
+    let status = origin
+        .exited(Duration::from_secs(5))
+        .await
+        .expect("the origin exits after the deadline");
     assert!(status.success(), "{status}");
-    assert!(term.elapsed() < Duration::from_secs(8), "exited {:?} after SIGTERM", term.elapsed());
+    assert!(
+        term.elapsed() < Duration::from_secs(8),
+        "exited {:?} after SIGTERM",
+        term.elapsed()
+    );
 }

@@ -54,7 +54,12 @@ fn context(headers: &HeaderMap, request: &ChatRequest) -> RequestContext {
 async fn start(service: &ChatService, headers: &HeaderMap, request: &ChatRequest) -> Result<(Answering, Answer), AppError> {
     let answering = service.drain.begin_answer().ok_or(AppError::Draining)?;
     let ctx = context(headers, request);
-    Ok((answering, service.pipeline.answer(request, &ctx).await?))
+    // The process exits shortly after the drain deadline: a question still waiting for a slot
+    // then gets its 503 instead of a cut connection.
+    tokio::select! {
+        answer = service.pipeline.answer(request, &ctx) => Ok((answering, answer?)),
+        () = service.drain.expired() => Err(AppError::Draining),
+    }
 }
 
 fn x_cache(answer: &Answer) -> [(&'static str, HeaderValue); 1] {
@@ -67,7 +72,15 @@ async fn chat(State(service): State<Arc<ChatService>>, headers: HeaderMap, Valid
     let mut text = String::new();
     let mut events = answer.events;
     let mut timings = Timings::default();
-    while let Some(event) = events.next().await {
+    let expired = service.drain.expired();
+    tokio::pin!(expired);
+    loop {
+        let event = tokio::select! {
+            event = events.next() => event,
+            // Nothing was sent yet: the whole answer can still be refused cleanly.
+            () = &mut expired => return Err(AppError::Draining),
+        };
+        let Some(event) = event else { break };
         match event {
             AnswerEvent::Token(t) => text.push_str(&t),
             AnswerEvent::Done(done) => {

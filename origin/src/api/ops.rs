@@ -6,8 +6,8 @@ use crate::backends::Pool;
 use crate::drain::Drain;
 use crate::knowledge::KnowledgeBase;
 use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -32,14 +32,18 @@ pub fn routes(ops: Arc<Ops>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/backends", get(backends));
-    if let (Some(knowledge), Some(token)) = (&ops.knowledge, ops.admin_token.as_deref().filter(|t| !t.is_empty())) {
+    if let (Some(knowledge), Some(token)) = (
+        &ops.knowledge,
+        ops.admin_token.as_deref().filter(|t| !t.is_empty()),
+    ) {
         let token: Arc<str> = Arc::from(token);
-        let reload = Router::new().route(RELOAD, post(reload)).with_state(Arc::clone(knowledge)).layer(middleware::from_fn(
-            move |request: Request, next: Next| {
+        let reload = Router::new()
+            .route(RELOAD, post(reload))
+            .with_state(Arc::clone(knowledge))
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
                 let token = Arc::clone(&token);
                 async move { super::admin::authorize(&token, request, next).await }
-            },
-        ));
+            }));
         router = router.merge(reload);
     }
     router.with_state(ops)
@@ -55,11 +59,23 @@ async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
         json!({"version": i.version, "corpus_version": i.manifest.corpus_version, "passages": i.chunks.len()})
     });
     let ready = !draining && (healthy > 0 || index.is_some());
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let mode = if healthy > 0 { "generated" } else if index.is_some() { "extractive" } else { "none" };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mode = if healthy > 0 {
+        "generated"
+    } else if index.is_some() {
+        "extractive"
+    } else {
+        "none"
+    };
     (
         status,
-        Json(json!({"ready": ready, "draining": draining, "healthy_backends": healthy, "backends": ops.pool.len(), "index": index, "mode": mode})),
+        Json(
+            json!({"ready": ready, "draining": draining, "healthy_backends": healthy, "backends": ops.pool.len(), "index": index, "mode": mode}),
+        ),
     )
 }
 
@@ -75,13 +91,21 @@ async fn reload(State(knowledge): State<Arc<KnowledgeBase>>) -> Response {
                 libriassist_protocol::ErrorCode::Internal,
                 format!("index not reloaded, the running version stays: {e}"),
             );
-            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body.to_json()).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_json(),
+            )
+                .into_response()
         }
     }
 }
 
 async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], ops.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ops.metrics.render(),
+    )
 }
 
 async fn backends(State(ops): State<Arc<Ops>>) -> impl IntoResponse {

@@ -43,7 +43,7 @@ pub struct PoolSettings {
 pub enum PoolError {
     #[error("no healthy LLM backend is available")]
     NoBackend,
-    #[error("all {0} generation slots are busy and the waiting line is full")]
+    #[error("every generation slot is busy and the waiting line is full ({0} waiting)")]
     QueueFull(usize),
     #[error("no generation slot became free within {0:?}")]
     QueueTimeout(Duration),
@@ -316,6 +316,19 @@ impl Pool {
     async fn acquire(&self, exclude: &[usize]) -> Result<Lease, PoolError> {
         let (id, rx) = {
             let mut state = self.lock();
+            // With nobody waiting, a free slot is taken at once: no queue entry, so even a
+            // queue bound of 0 ("never wait") admits requests while slots are free.
+            if state.queue.is_empty() {
+                let State { members, slots, picks, .. } = &mut *state;
+                match decide(members, slots, picks, exclude) {
+                    Decision::Grant(index) => {
+                        self.publish(&state);
+                        return Ok(Lease { pool: self.clone(), index, outcome: false });
+                    }
+                    Decision::Refuse(Refusal::NoBackend) => return Err(PoolError::NoBackend),
+                    Decision::Wait => {}
+                }
+            }
             let queued = state.queue.push(exclude.to_vec());
             let Ok((id, rx)) = queued else {
                 metrics::queue_rejected("full");
@@ -352,33 +365,15 @@ impl Pool {
     /// Hands free slots to waiters in arrival order and refuses those no backend can serve.
     fn dispatch(&self, state: &mut State) {
         loop {
-            let State { members, slots, queue, picks } = state;
-            let undone = queue.dispatch(|exclude| {
-                let eligible = |i: &usize| !exclude.contains(i) && slots[*i].healthy();
-                if !(0..slots.len()).any(|i| eligible(&i)) {
-                    return Decision::Refuse(Refusal::NoBackend);
-                }
-                let candidates = (0..slots.len()).filter(eligible).map(|i| Candidate {
-                    index: i,
-                    in_flight: slots[i].in_flight,
-                    allowed: slots[i].breaker.allowed(members[i].capacity),
-                    last_pick: slots[i].last_pick,
-                });
-                match least_loaded(candidates) {
-                    Some(i) => {
-                        *picks += 1;
-                        slots[i].in_flight += 1;
-                        slots[i].last_pick = *picks;
-                        Decision::Grant(i)
-                    }
-                    None => Decision::Wait,
-                }
-            });
+            let undone = {
+                let State { members, slots, queue, picks } = &mut *state;
+                queue.dispatch(|exclude| decide(members, slots, picks, exclude))
+            };
             if undone.is_empty() {
                 break;
             }
             for i in undone {
-                slots[i].in_flight -= 1;
+                state.slots[i].in_flight -= 1;
             }
         }
         self.publish(state);
@@ -461,6 +456,30 @@ impl Pool {
             metrics::backend_state(m.backend.url(), s.in_flight, capacity, s.healthy());
         }
         metrics::queue_depth(state.queue.len());
+    }
+}
+
+/// Where a request that excludes `exclude` goes now: the least-loaded healthy backend with a
+/// free slot (reserved here), a wait, or a refusal when no healthy backend is left to it.
+fn decide(members: &[Member], slots: &mut [Slot], picks: &mut u64, exclude: &[usize]) -> Decision {
+    let eligible = |i: &usize| !exclude.contains(i) && slots[*i].healthy();
+    if !(0..slots.len()).any(|i| eligible(&i)) {
+        return Decision::Refuse(Refusal::NoBackend);
+    }
+    let candidates = (0..slots.len()).filter(eligible).map(|i| Candidate {
+        index: i,
+        in_flight: slots[i].in_flight,
+        allowed: slots[i].breaker.allowed(members[i].capacity),
+        last_pick: slots[i].last_pick,
+    });
+    match least_loaded(candidates) {
+        Some(i) => {
+            *picks += 1;
+            slots[i].in_flight += 1;
+            slots[i].last_pick = *picks;
+            Decision::Grant(i)
+        }
+        None => Decision::Wait,
     }
 }
 

@@ -29,7 +29,9 @@ pub struct Latency {
 
 impl Latency {
     fn of<'a>(records: impl Iterator<Item = &'a Recorded>) -> Latency {
-        let answered: Vec<&Recorded> = records.filter(|r| r.exchange.outcome == Outcome::Answered).collect();
+        let answered: Vec<&Recorded> = records
+            .filter(|r| r.exchange.outcome == Outcome::Answered)
+            .collect();
         Latency {
             count: answered.len(),
             ttft: Summary::of(answered.iter().filter_map(|r| r.exchange.first_token_ms)),
@@ -77,6 +79,10 @@ pub struct StepReport {
     /// Answers that started in the window.
     pub all: Latency,
     pub misses: Latency,
+    /// First token to last of generated answers, ms: the backends' own service time as the
+    /// customers saw it. Longer than the calibration means the machine, not the queue, slowed
+    /// the run.
+    pub generation: Summary,
     /// Answered from a cache without a generation (edge, exact, semantic).
     pub cached: Latency,
     pub by_layer: BTreeMap<String, Latency>,
@@ -98,17 +104,26 @@ pub fn layer_of(r: &Recorded) -> CacheLayer {
 }
 
 fn is_cached(layer: CacheLayer) -> bool {
-    matches!(layer, CacheLayer::Edge | CacheLayer::Exact | CacheLayer::Semantic)
+    matches!(
+        layer,
+        CacheLayer::Edge | CacheLayer::Exact | CacheLayer::Semantic
+    )
 }
 
 /// Whether an error kind means "no first token in time".
 pub fn is_queue_timeout(error: &str) -> bool {
-    matches!(error, "first_token_deadline" | "http_503:overloaded" | "event:overloaded")
+    matches!(
+        error,
+        "first_token_deadline" | "http_503:overloaded" | "event:overloaded"
+    )
 }
 
 /// Totals over requests, whatever their window.
 pub fn outcomes(records: &[Recorded], started: usize) -> (Outcomes, BTreeMap<String, usize>) {
-    let mut o = Outcomes { started, ..Outcomes::default() };
+    let mut o = Outcomes {
+        started,
+        ..Outcomes::default()
+    };
     let mut errors = BTreeMap::new();
     for r in records {
         match r.exchange.outcome {
@@ -125,22 +140,53 @@ pub fn outcomes(records: &[Recorded], started: usize) -> (Outcomes, BTreeMap<Str
 }
 
 /// Analyses one step.
-pub fn analyse(system: &str, users: usize, run: &StepRun, samples: &[Sample], scale: Scale, capacity_per_sec: f64, slots_per_sim: usize) -> StepReport {
+pub fn analyse(
+    system: &str,
+    users: usize,
+    run: &StepRun,
+    samples: &[Sample],
+    scale: Scale,
+    capacity_per_sec: f64,
+    slots_per_sim: usize,
+) -> StepReport {
     let (w0, w1) = run.window;
     let window_s = (w1 - w0).max(f64::EPSILON);
     let (outcomes, errors) = outcomes(&run.records, run.started);
-    let queue_timeouts = errors.iter().filter(|(k, _)| is_queue_timeout(k)).map(|(_, v)| v).sum();
+    let queue_timeouts = errors
+        .iter()
+        .filter(|(k, _)| is_queue_timeout(k))
+        .map(|(_, v)| v)
+        .sum();
     let finished_in: Vec<&Recorded> = run
         .records
         .iter()
-        .filter(|r| r.exchange.outcome == Outcome::Answered && r.exchange.finished_s >= w0 && r.exchange.finished_s < w1)
+        .filter(|r| {
+            r.exchange.outcome == Outcome::Answered
+                && r.exchange.finished_s >= w0
+                && r.exchange.finished_s < w1
+        })
         .collect();
     let per_min = |n: usize| n as f64 / window_s * 60.0;
     let answers_per_min = per_min(finished_in.len());
-    let misses_per_min = per_min(finished_in.iter().filter(|r| layer_of(r) == CacheLayer::Miss).count());
-    let started_in: Vec<&Recorded> = run.records.iter().filter(|r| r.exchange.started_s >= w0 && r.exchange.started_s < w1).collect();
+    let misses_per_min = per_min(
+        finished_in
+            .iter()
+            .filter(|r| layer_of(r) == CacheLayer::Miss)
+            .count(),
+    );
+    let started_in: Vec<&Recorded> = run
+        .records
+        .iter()
+        .filter(|r| r.exchange.started_s >= w0 && r.exchange.started_s < w1)
+        .collect();
     let mut by_layer: BTreeMap<String, Latency> = BTreeMap::new();
-    for layer in [CacheLayer::Miss, CacheLayer::Edge, CacheLayer::Exact, CacheLayer::Semantic, CacheLayer::Coalesced] {
+    for layer in [
+        CacheLayer::Miss,
+        CacheLayer::Edge,
+        CacheLayer::Exact,
+        CacheLayer::Semantic,
+        CacheLayer::Coalesced,
+    ] {
         let l = Latency::of(started_in.iter().copied().filter(|r| layer_of(r) == layer));
         if l.count > 0 {
             by_layer.insert(layer.as_str().to_owned(), l);
@@ -176,10 +222,30 @@ pub fn analyse(system: &str, users: usize, run: &StepRun, samples: &[Sample], sc
         misses_per_min,
         misses_per_min_field: scale.to_field_rate(misses_per_min),
         backend_generations_per_sec,
-        limit_ratio: backend_generations_per_sec.filter(|_| capacity_per_sec > 0.0).map(|g| g / capacity_per_sec),
+        limit_ratio: backend_generations_per_sec
+            .filter(|_| capacity_per_sec > 0.0)
+            .map(|g| g / capacity_per_sec),
         all: Latency::of(started_in.iter().copied()),
-        misses: Latency::of(started_in.iter().copied().filter(|r| layer_of(r) == CacheLayer::Miss)),
-        cached: Latency::of(started_in.iter().copied().filter(|r| is_cached(layer_of(r)))),
+        misses: Latency::of(
+            started_in
+                .iter()
+                .copied()
+                .filter(|r| layer_of(r) == CacheLayer::Miss),
+        ),
+        generation: Summary::of(
+            started_in
+                .iter()
+                .filter(|r| {
+                    r.exchange.outcome == Outcome::Answered && layer_of(r) == CacheLayer::Miss
+                })
+                .filter_map(|r| r.exchange.first_token_ms.map(|t| r.exchange.total_ms - t)),
+        ),
+        cached: Latency::of(
+            started_in
+                .iter()
+                .copied()
+                .filter(|r| is_cached(layer_of(r))),
+        ),
         by_layer,
         by_kind,
         utilisation,
@@ -191,14 +257,21 @@ mod tests {
     use super::*;
     use crate::bench::client::Exchange;
 
-    fn rec(started_s: f64, finished_s: f64, outcome: Outcome, layer: Option<CacheLayer>, error: Option<&str>) -> Recorded {
+    fn rec(
+        started_s: f64,
+        finished_s: f64,
+        outcome: Outcome,
+        layer: Option<CacheLayer>,
+        error: Option<&str>,
+    ) -> Recorded {
         Recorded {
             user: 0,
             kind: Kind::Popular,
             exchange: Exchange {
                 started_s,
                 finished_s,
-                first_token_ms: (outcome != Outcome::Lost).then_some((finished_s - started_s) * 100.0),
+                first_token_ms: (outcome != Outcome::Lost)
+                    .then_some((finished_s - started_s) * 100.0),
                 total_ms: (finished_s - started_s) * 1000.0,
                 outcome,
                 layer,
@@ -215,12 +288,39 @@ mod tests {
             rec(2.0, 3.0, Outcome::Answered, Some(CacheLayer::Exact), None),
             rec(3.0, 4.0, Outcome::Answered, Some(CacheLayer::Miss), None),
             rec(5.0, 6.0, Outcome::Lost, None, Some("http_503:overloaded")),
-            rec(6.0, 9.0, Outcome::Interrupted, Some(CacheLayer::Miss), Some("event:backend_failed")),
+            rec(
+                6.0,
+                9.0,
+                Outcome::Interrupted,
+                Some(CacheLayer::Miss),
+                Some("event:backend_failed"),
+            ),
             rec(10.5, 12.0, Outcome::Answered, Some(CacheLayer::Miss), None), // after the window
         ];
-        let run = StepRun { window: (1.0, 10.0), records, started: 7 };
-        let r = analyse("LibriAssist", 5, &run, &[], Scale::new(0.5).unwrap(), 2.0, 4);
-        assert_eq!(r.outcomes, Outcomes { started: 7, answered: 4, lost: 1, interrupted: 1, unaccounted: 1 });
+        let run = StepRun {
+            window: (1.0, 10.0),
+            records,
+            started: 7,
+        };
+        let r = analyse(
+            "LibriAssist",
+            5,
+            &run,
+            &[],
+            Scale::new(0.5).unwrap(),
+            2.0,
+            4,
+        );
+        assert_eq!(
+            r.outcomes,
+            Outcomes {
+                started: 7,
+                answered: 4,
+                lost: 1,
+                interrupted: 1,
+                unaccounted: 1
+            }
+        );
         assert_eq!(r.queue_timeouts, 1);
         assert_eq!(r.errors["event:backend_failed"], 1);
         // Three answers finished in 9 s: 20 per minute, 10 per field minute at scale 0.5.

@@ -67,8 +67,10 @@ pub struct StackArgs {
     /// Field time to first token once a slot is taken, in ms (part of the service time).
     #[arg(long, default_value_t = 200)]
     pub ttft_ms: u64,
-    /// Tokens per answer (the simulators' --answer-tokens and the origins' num_predict).
-    #[arg(long, default_value_t = 200)]
+    /// Tokens per simulated answer. The origins keep their token budget (num_predict 200)
+    /// unless an answer would reach it: an answer that reaches the budget counts as cut and is
+    /// never cached, while real answers mostly end by themselves below it.
+    #[arg(long, default_value_t = 190)]
     pub answer_tokens: u32,
     /// Origins behind Envoy, sharing Redis and the simulators.
     #[arg(long, default_value_t = 2)]
@@ -80,7 +82,10 @@ pub struct StackArgs {
     #[arg(long)]
     pub envoy: Option<PathBuf>,
     /// The built edge filter.
-    #[arg(long, default_value = "target/wasm32-wasip1/release/libriassist_filter.wasm")]
+    #[arg(
+        long,
+        default_value = "target/wasm32-wasip1/release/libriassist_filter.wasm"
+    )]
     pub wasm: PathBuf,
     /// The edge configuration template the tests render.
     #[arg(long, default_value = "envoy/envoy.template.yaml")]
@@ -203,7 +208,10 @@ impl Common {
     /// A message naming the flag and the accepted range.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.time_scale.is_finite() && self.time_scale > 0.0 && self.time_scale <= 10.0) {
-            return Err(format!("--time-scale must be in (0, 10], got {}", self.time_scale));
+            return Err(format!(
+                "--time-scale must be in (0, 10], got {}",
+                self.time_scale
+            ));
         }
         let s = &self.stack;
         if s.sims == 0 || s.slots == 0 || s.origins == 0 || s.answer_tokens == 0 {
@@ -213,7 +221,10 @@ impl Common {
             return Err("--ttft-ms must be shorter than --service-ms".into());
         }
         let m = &self.mix;
-        for (flag, v) in [("--popular-share", m.popular_share), ("--paraphrase-share", m.paraphrase_share)] {
+        for (flag, v) in [
+            ("--popular-share", m.popular_share),
+            ("--paraphrase-share", m.paraphrase_share),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{flag} must be between 0 and 1, got {v}"));
             }
@@ -222,7 +233,10 @@ impl Common {
             return Err("--popular-share + --paraphrase-share must not exceed 1".into());
         }
         if !(m.zipf_s.is_finite() && m.zipf_s >= 0.0) {
-            return Err(format!("--zipf-s must be a finite number >= 0, got {}", m.zipf_s));
+            return Err(format!(
+                "--zipf-s must be a finite number >= 0, got {}",
+                m.zipf_s
+            ));
         }
         if self.users.window_secs == 0 {
             return Err("--window-secs must be at least 1".into());
@@ -266,7 +280,15 @@ mod tests {
 
     #[test]
     fn load_parses_users_and_chaos() {
-        let BenchCommand::Load(load) = parse(&["load", "--users", "1,10", "--chaos", "kill-backend", "--time-scale", "0.1"]) else {
+        let BenchCommand::Load(load) = parse(&[
+            "load",
+            "--users",
+            "1,10",
+            "--chaos",
+            "kill-backend",
+            "--time-scale",
+            "0.1",
+        ]) else {
             panic!("not load")
         };
         assert_eq!(load.users, [1, 10]);
@@ -276,15 +298,26 @@ mod tests {
 
     #[test]
     fn defaults_are_the_field_calibration() {
-        let BenchCommand::Compare(c) = parse(&["compare"]) else { panic!("not compare") };
-        assert_eq!((c.common.stack.sims, c.common.stack.slots, c.common.stack.service_ms), (3, 4, 5_000));
+        let BenchCommand::Compare(c) = parse(&["compare"]) else {
+            panic!("not compare")
+        };
+        assert_eq!(
+            (
+                c.common.stack.sims,
+                c.common.stack.slots,
+                c.common.stack.service_ms
+            ),
+            (3, 4, 5_000)
+        );
         assert_eq!(c.mix, CompareMix::Misses);
         assert!(c.common.validate().is_ok());
     }
 
     #[test]
     fn nonsense_is_refused() {
-        let BenchCommand::Load(mut load) = parse(&["load"]) else { panic!("not load") };
+        let BenchCommand::Load(mut load) = parse(&["load"]) else {
+            panic!("not load")
+        };
         load.common.time_scale = 0.0;
         assert!(load.common.validate().is_err());
         load.common.time_scale = 1.0;

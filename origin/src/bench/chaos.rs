@@ -26,7 +26,12 @@ pub enum ChaosKind {
 }
 
 impl ChaosKind {
-    pub const ALL: [ChaosKind; 4] = [ChaosKind::KillBackend, ChaosKind::HangBackend, ChaosKind::RestartRedis, ChaosKind::RestartOrigin];
+    pub const ALL: [ChaosKind; 4] = [
+        ChaosKind::KillBackend,
+        ChaosKind::HangBackend,
+        ChaosKind::RestartRedis,
+        ChaosKind::RestartOrigin,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,9 +55,11 @@ pub struct FaultRecord {
     pub at_s: f64,
     /// When the fault was lifted (backend restarted, hang switched off, process started).
     pub lifted_at_s: Option<f64>,
-    /// From the fault until every observer saw the component unhealthy.
+    /// Whether detection and recovery were watched (some faults are judged from the answers).
+    pub watched: bool,
+    /// From the fault until an observer first reported the component unhealthy.
     pub detected_after_s: Option<f64>,
-    /// From the lift until every observer saw the component healthy again.
+    /// From the lift until every observer reported the component healthy again.
     pub recovered_after_s: Option<f64>,
 }
 
@@ -83,57 +90,101 @@ const HANG_FOR_S: f64 = 40.0;
 
 /// Runs the fault schedule inside the window `(start, end)` (run seconds since `epoch`) and
 /// returns what happened. Bounded: it ends by the window's end plus one recovery limit.
-pub async fn inject(kind: ChaosKind, t: Targets<'_>, window: (f64, f64), epoch: Instant, scale: f64) -> Vec<FaultRecord> {
+pub async fn inject(
+    kind: ChaosKind,
+    t: Targets<'_>,
+    window: (f64, f64),
+    epoch: Instant,
+    scale: f64,
+) -> Vec<FaultRecord> {
     let at = |field_s: f64| window.0 + field_s * scale;
     let limit = Duration::from_secs_f64((60.0 * scale).max(2.0));
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap_or_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap_or_default();
     let mut faults = Vec::new();
     match kind {
         ChaosKind::KillBackend => {
             let mut n = 0;
-            while at(FIRST_FAULT_S + n as f64 * KILL_EVERY_S + DOWN_FOR_S) < window.1 && !t.sims.is_empty() {
+            while at(FIRST_FAULT_S + n as f64 * KILL_EVERY_S + DOWN_FOR_S) < window.1
+                && !t.sims.is_empty()
+            {
                 let i = n % t.sims.len();
                 sleep_until(epoch, at(FIRST_FAULT_S + n as f64 * KILL_EVERY_S)).await;
                 let url = t.sims[i].url();
                 let port = t.sims[i].addr().port();
-                let mut f = FaultRecord { what: format!("kill {}", t.sims[i].name()), at_s: now(epoch), ..FaultRecord::default() };
+                let mut f = FaultRecord {
+                    what: format!("kill {}", t.sims[i].name()),
+                    at_s: now(epoch),
+                    watched: true,
+                    ..FaultRecord::default()
+                };
                 t.sims[i].kill().await;
                 let down_until = at(FIRST_FAULT_S + n as f64 * KILL_EVERY_S + DOWN_FOR_S);
                 let left = Duration::from_secs_f64((down_until - now(epoch)).max(0.0));
-                f.detected_after_s = watch_backend(&client, &t.backend_observer, &url, port, false, left).await.map(|d| d.as_secs_f64());
+                f.detected_after_s =
+                    watch_backend(&client, &t.backend_observer, &url, port, false, left)
+                        .await
+                        .map(|d| d.as_secs_f64());
                 sleep_until(epoch, down_until).await;
                 if let Err(e) = t.sims[i].restart().await {
                     f.what.push_str(&format!(" (restart failed: {e})"));
                 } else {
                     f.lifted_at_s = Some(now(epoch));
-                    f.recovered_after_s = watch_backend(&client, &t.backend_observer, &url, port, true, limit).await.map(|d| d.as_secs_f64());
+                    f.recovered_after_s =
+                        watch_backend(&client, &t.backend_observer, &url, port, true, limit)
+                            .await
+                            .map(|d| d.as_secs_f64());
                 }
                 faults.push(f);
                 n += 1;
             }
         }
         ChaosKind::HangBackend => {
-            let Some(sim) = t.sims.first() else { return faults };
+            let Some(sim) = t.sims.first() else {
+                return faults;
+            };
             sleep_until(epoch, at(FIRST_FAULT_S)).await;
             let (url, port) = (sim.url(), sim.addr().port());
-            let mut f = FaultRecord { what: format!("hang {} for {HANG_FOR_S} s (field)", sim.name()), at_s: now(epoch), ..FaultRecord::default() };
-            let set = |hang: bool| client.post(format!("{url}/sim/faults")).json(&serde_json::json!({ "hang": hang })).send();
+            let mut f = FaultRecord {
+                what: format!("hang {} for {HANG_FOR_S} s (field)", sim.name()),
+                at_s: now(epoch),
+                watched: true,
+                ..FaultRecord::default()
+            };
+            let set = |hang: bool| {
+                client
+                    .post(format!("{url}/sim/faults"))
+                    .json(&serde_json::json!({ "hang": hang }))
+                    .send()
+            };
             if set(true).await.is_err() {
                 f.what.push_str(" (could not set the fault)");
             }
             let until = at(FIRST_FAULT_S + HANG_FOR_S).min(window.1);
             let left = Duration::from_secs_f64((until - now(epoch)).max(0.0));
-            f.detected_after_s = watch_backend(&client, &t.backend_observer, &url, port, false, left).await.map(|d| d.as_secs_f64());
+            f.detected_after_s =
+                watch_backend(&client, &t.backend_observer, &url, port, false, left)
+                    .await
+                    .map(|d| d.as_secs_f64());
             sleep_until(epoch, until).await;
             let _ = set(false).await;
             f.lifted_at_s = Some(now(epoch));
-            f.recovered_after_s = watch_backend(&client, &t.backend_observer, &url, port, true, limit).await.map(|d| d.as_secs_f64());
+            f.recovered_after_s =
+                watch_backend(&client, &t.backend_observer, &url, port, true, limit)
+                    .await
+                    .map(|d| d.as_secs_f64());
             faults.push(f);
         }
         ChaosKind::RestartRedis => {
             let Some(redis) = t.redis else { return faults };
             sleep_until(epoch, at(FIRST_FAULT_S)).await;
-            let mut f = FaultRecord { what: "kill redis, restart it empty".into(), at_s: now(epoch), ..FaultRecord::default() };
+            let mut f = FaultRecord {
+                what: "kill redis, restart it empty".into(),
+                at_s: now(epoch),
+                ..FaultRecord::default()
+            };
             redis.kill().await;
             sleep_until(epoch, at(FIRST_FAULT_S + DOWN_FOR_S).min(window.1)).await;
             match redis.restart().await {
@@ -144,20 +195,37 @@ pub async fn inject(kind: ChaosKind, t: Targets<'_>, window: (f64, f64), epoch: 
             faults.push(f);
         }
         ChaosKind::RestartOrigin => {
-            let Some(origin) = t.origins.last_mut() else { return faults };
+            let Some(origin) = t.origins.last_mut() else {
+                return faults;
+            };
             sleep_until(epoch, at(FIRST_FAULT_S)).await;
             let port = origin.addr().port();
             let name = origin.name().to_owned();
-            let mut f = FaultRecord { at_s: now(epoch), ..FaultRecord::default() };
+            let mut f = FaultRecord {
+                at_s: now(epoch),
+                watched: t.edge_admin.is_some(),
+                ..FaultRecord::default()
+            };
             // The origin's drain deadline is 30 s (field) before it ends the streams left.
-            origin.terminate(Duration::from_secs_f64((35.0 * scale).max(1.0))).await;
-            f.what = format!("SIGTERM {name}: drained and exited in {:.2} s, then started again", now(epoch) - f.at_s);
+            origin
+                .terminate(Duration::from_secs_f64((35.0 * scale).max(1.0)))
+                .await;
+            f.what = format!(
+                "SIGTERM {name}: drained and exited in {:.2} s, then started again",
+                now(epoch) - f.at_s
+            );
             match origin.restart().await {
                 Ok(()) => {
                     f.lifted_at_s = Some(now(epoch));
                     if let Some(admin) = &t.edge_admin {
-                        let observer = Observer::Envoy { admin: admin.clone(), cluster: "libriassist_origin".into() };
-                        f.recovered_after_s = watch_backend(&client, &observer, "", port, true, limit).await.map(|d| d.as_secs_f64());
+                        let observer = Observer::Envoy {
+                            admin: admin.clone(),
+                            cluster: "libriassist_origin".into(),
+                        };
+                        f.recovered_after_s =
+                            watch_backend(&client, &observer, "", port, true, limit)
+                                .await
+                                .map(|d| d.as_secs_f64());
                     }
                 }
                 Err(e) => f.what.push_str(&format!(" (restart failed: {e})")),
@@ -176,15 +244,30 @@ async fn sleep_until(epoch: Instant, at_s: f64) {
     tokio::time::sleep_until((epoch + Duration::from_secs_f64(at_s.max(0.0))).into()).await;
 }
 
-/// Polls until every observer reports the backend `healthy` (or not), for up to `limit`;
-/// returns how long it took, `None` if it never did. A zero limit checks once.
-async fn watch_backend(client: &reqwest::Client, observer: &Observer, url: &str, port: u16, healthy: bool, limit: Duration) -> Option<Duration> {
+/// Polls, for up to `limit`, until the backend is seen unhealthy by at least one observer
+/// (`healthy == false`: a flapping backend counts as noticed) or healthy by every observer
+/// (`healthy == true`); returns how long it took, `None` if it never was. A zero limit checks
+/// once.
+async fn watch_backend(
+    client: &reqwest::Client,
+    observer: &Observer,
+    url: &str,
+    port: u16,
+    healthy: bool,
+    limit: Duration,
+) -> Option<Duration> {
     let started = Instant::now();
     loop {
         let seen = match observer {
             Observer::Origins(origins) => {
-                let reads = futures::future::join_all(origins.iter().map(|o| origin_sees(client, o, url))).await;
-                !reads.is_empty() && reads.iter().all(|r| *r == Some(healthy))
+                let reads =
+                    futures::future::join_all(origins.iter().map(|o| origin_sees(client, o, url)))
+                        .await;
+                if healthy {
+                    !reads.is_empty() && reads.iter().all(|r| *r == Some(true))
+                } else {
+                    reads.contains(&Some(false))
+                }
             }
             Observer::Envoy { admin, cluster } => {
                 let text = match client.get(format!("{admin}/clusters")).send().await {
@@ -206,11 +289,19 @@ async fn watch_backend(client: &reqwest::Client, observer: &Observer, url: &str,
 
 /// Whether the origin at `origin` reports the backend `url` healthy.
 async fn origin_sees(client: &reqwest::Client, origin: &str, url: &str) -> Option<bool> {
-    let v: serde_json::Value = client.get(format!("{origin}/api/v1/backends")).send().await.ok()?.json().await.ok()?;
-    v["backends"]
-        .as_array()?
-        .iter()
-        .find(|b| b["url"].as_str().is_some_and(|u| u.trim_end_matches('/') == url.trim_end_matches('/')))?["healthy"]
+    let v: serde_json::Value = client
+        .get(format!("{origin}/api/v1/backends"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["backends"].as_array()?.iter().find(|b| {
+        b["url"]
+            .as_str()
+            .is_some_and(|u| u.trim_end_matches('/') == url.trim_end_matches('/'))
+    })?["healthy"]
         .as_bool()
 }
 

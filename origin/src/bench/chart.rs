@@ -23,8 +23,15 @@ const COLOURS: [RGBColor; 6] = [
     RGBColor(127, 127, 127),
 ];
 
-fn points(steps: &[&StepReport], pick: impl Fn(&StepReport) -> Option<f64>, scale: f64) -> Vec<(f64, f64)> {
-    steps.iter().filter_map(|s| pick(s).map(|ms| (s.users as f64, ms / 1000.0 / scale))).collect()
+fn points(
+    steps: &[&StepReport],
+    pick: impl Fn(&StepReport) -> Option<f64>,
+    scale: f64,
+) -> Vec<(f64, f64)> {
+    steps
+        .iter()
+        .filter_map(|s| pick(s).map(|ms| (s.users as f64, ms / 1000.0 / scale)))
+        .collect()
 }
 
 /// Latency vs users of the load steps: first token and full answer, mean and p95.
@@ -34,13 +41,42 @@ fn points(steps: &[&StepReport], pick: impl Fn(&StepReport) -> Option<f64>, scal
 pub fn latency_vs_users(path: &Path, steps: &[StepReport], scale: f64) -> Result<(), String> {
     let s: Vec<&StepReport> = steps.iter().collect();
     let lines = vec![
-        line("first token, mean", 0, false, points(&s, |r| r.all.ttft.mean, scale)),
-        line("first token, p95", 0, true, points(&s, |r| r.all.ttft.p95, scale)),
-        line("full answer, mean", 1, false, points(&s, |r| r.all.full.mean, scale)),
-        line("full answer, p95", 1, true, points(&s, |r| r.all.full.p95, scale)),
-        line("generated answers: first token, p95", 2, true, points(&s, |r| r.misses.ttft.p95, scale)),
+        line(
+            "first token, mean",
+            0,
+            false,
+            points(&s, |r| r.all.ttft.mean, scale),
+        ),
+        line(
+            "first token, p95",
+            0,
+            true,
+            points(&s, |r| r.all.ttft.p95, scale),
+        ),
+        line(
+            "full answer, mean",
+            1,
+            false,
+            points(&s, |r| r.all.full.mean, scale),
+        ),
+        line(
+            "full answer, p95",
+            1,
+            true,
+            points(&s, |r| r.all.full.p95, scale),
+        ),
+        line(
+            "generated answers: first token, p95",
+            2,
+            true,
+            points(&s, |r| r.misses.ttft.p95, scale),
+        ),
     ];
-    draw(path, "LibriAssist: wait vs users (3 backends x 4 slots, field seconds)", &lines)
+    draw(
+        path,
+        "LibriAssist: wait vs users (3 backends x 4 slots, field seconds)",
+        &lines,
+    )
 }
 
 /// First-token p95 vs users for each system of a comparison.
@@ -57,25 +93,48 @@ pub fn compare_vs_users(path: &Path, steps: &[StepReport], scale: f64) -> Result
     let mut lines = Vec::new();
     for (i, name) in systems.iter().enumerate() {
         let of: Vec<&StepReport> = steps.iter().filter(|s| s.system == *name).collect();
-        lines.push(line(&format!("{name}: first token, p95"), i, false, points(&of, |r| r.all.ttft.p95, scale)));
-        lines.push(line(&format!("{name}: full answer, p95"), i, true, points(&of, |r| r.all.full.p95, scale)));
+        lines.push(line(
+            &format!("{name}: first token, p95"),
+            i,
+            false,
+            points(&of, |r| r.all.ttft.p95, scale),
+        ));
+        lines.push(line(
+            &format!("{name}: full answer, p95"),
+            i,
+            true,
+            points(&of, |r| r.all.full.p95, scale),
+        ));
     }
-    draw(path, "Same backends, three balancers: p95 wait vs users (field seconds)", &lines)
+    draw(
+        path,
+        "Same backends, three balancers: p95 wait vs users (field seconds)",
+        &lines,
+    )
 }
 
 fn line(label: &str, colour: usize, dashed: bool, points: Vec<(f64, f64)>) -> Line {
-    Line { label: label.to_owned(), colour: COLOURS[colour % COLOURS.len()], points, dashed }
+    Line {
+        label: label.to_owned(),
+        colour: COLOURS[colour % COLOURS.len()],
+        points,
+        dashed,
+    }
 }
 
 fn draw(path: &Path, title: &str, lines: &[Line]) -> Result<(), String> {
-    let all: Vec<(f64, f64)> = lines.iter().flat_map(|l| l.points.iter().copied()).collect();
+    let all: Vec<(f64, f64)> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().copied())
+        .collect();
     if all.is_empty() {
         return Err(format!("nothing to draw in {}", path.display()));
     }
     let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max) * 1.3;
     let y_max = all.iter().map(|p| p.1).fold(0.0, f64::max).max(0.1) * 1.1;
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    let e = |e: DrawingAreaErrorKind<std::io::Error>| format!("cannot draw {}: {e}", path.display());
+    let e =
+        |e: DrawingAreaErrorKind<std::io::Error>| format!("cannot draw {}: {e}", path.display());
     root.fill(&WHITE).map_err(e)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -92,16 +151,30 @@ fn draw(path: &Path, title: &str, lines: &[Line]) -> Result<(), String> {
         .draw()
         .map_err(e)?;
     for l in lines.iter().filter(|l| !l.points.is_empty()) {
-        let style = ShapeStyle { color: l.colour.to_rgba(), filled: false, stroke_width: 2 };
+        let style = ShapeStyle {
+            color: l.colour.to_rgba(),
+            filled: false,
+            stroke_width: 2,
+        };
         let series = if l.dashed {
-            chart.draw_series(DashedLineSeries::new(l.points.clone(), 6, 4, style)).map_err(e)?
+            chart
+                .draw_series(DashedLineSeries::new(l.points.clone(), 6, 4, style))
+                .map_err(e)?
         } else {
-            chart.draw_series(LineSeries::new(l.points.clone(), style)).map_err(e)?
+            chart
+                .draw_series(LineSeries::new(l.points.clone(), style))
+                .map_err(e)?
         };
         let c = l.colour;
-        series.label(l.label.clone()).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        series
+            .label(l.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
-            .draw_series(l.points.iter().map(|&p| Circle::new(p, 3, l.colour.filled())))
+            .draw_series(
+                l.points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3, l.colour.filled())),
+            )
             .map_err(e)?;
     }
     chart
@@ -128,11 +201,16 @@ mod tests {
             .map(|&u| StepReport {
                 system: "LibriAssist".into(),
                 users: u,
-                all: Latency { count: 2, ttft: Summary::of([100.0 * u as f64, 150.0]), full: Summary::of([500.0, 900.0]) },
+                all: Latency {
+                    count: 2,
+                    ttft: Summary::of([100.0 * u as f64, 150.0]),
+                    full: Summary::of([500.0, 900.0]),
+                },
                 ..StepReport::default()
             })
             .collect();
-        let path = std::env::temp_dir().join(format!("libriassist-chart-{}.svg", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("libriassist-chart-{}.svg", std::process::id()));
         latency_vs_users(&path, &steps, 0.1).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg"));

@@ -8,9 +8,9 @@
 //! a run can prove that each request it started was answered, lost before streaming, or cut
 //! after streaming began.
 
+use futures::StreamExt;
 use libriassist_protocol::sse::{MetaEvent, DONE, ERROR, META, TOKEN};
 use libriassist_protocol::{CacheLayer, ErrorBody, ErrorDetail};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -85,10 +85,27 @@ pub fn http_client() -> reqwest::Client {
 
 /// Asks one question and measures it. `epoch` is the scenario's start; `client_ip` is sent as
 /// `X-Forwarded-For` so the edge counts each simulated customer as its own client.
-pub async fn ask(client: &reqwest::Client, target: &Target, question: &str, client_ip: &str, patience: Patience, epoch: Instant) -> Exchange {
+pub async fn ask(
+    client: &reqwest::Client,
+    target: &Target,
+    question: &str,
+    client_ip: &str,
+    patience: Patience,
+    epoch: Instant,
+) -> Exchange {
     let started = Instant::now();
-    let mut m = Measure { started, first_token: None, tokens: 0, layer: None };
-    let (outcome, error) = match tokio::time::timeout(patience.first_token, send(client, target, question, client_ip)).await {
+    let mut m = Measure {
+        started,
+        first_token: None,
+        tokens: 0,
+        layer: None,
+    };
+    let (outcome, error) = match tokio::time::timeout(
+        patience.first_token,
+        send(client, target, question, client_ip),
+    )
+    .await
+    {
         Err(_) => (Outcome::Lost, Some("first_token_deadline".to_owned())),
         Ok(Err(e)) => (Outcome::Lost, Some(e)),
         Ok(Ok(response)) => read(response, &target.protocol, patience, &mut m).await,
@@ -97,7 +114,9 @@ pub async fn ask(client: &reqwest::Client, target: &Target, question: &str, clie
     Exchange {
         started_s: started.duration_since(epoch).as_secs_f64(),
         finished_s: now.duration_since(epoch).as_secs_f64(),
-        first_token_ms: m.first_token.map(|t| t.duration_since(started).as_secs_f64() * 1000.0),
+        first_token_ms: m
+            .first_token
+            .map(|t| t.duration_since(started).as_secs_f64() * 1000.0),
         total_ms: now.duration_since(started).as_secs_f64() * 1000.0,
         outcome,
         layer: m.layer,
@@ -121,23 +140,34 @@ impl Measure {
 
     /// An ending that is not a complete answer, split by whether the customer saw tokens.
     fn failed(&self, reason: String) -> (Outcome, Option<String>) {
-        let outcome = if self.first_token.is_some() { Outcome::Interrupted } else { Outcome::Lost };
+        let outcome = if self.first_token.is_some() {
+            Outcome::Interrupted
+        } else {
+            Outcome::Lost
+        };
         (outcome, Some(reason))
     }
 }
 
-async fn send(client: &reqwest::Client, target: &Target, question: &str, client_ip: &str) -> Result<reqwest::Response, String> {
+async fn send(
+    client: &reqwest::Client,
+    target: &Target,
+    question: &str,
+    client_ip: &str,
+) -> Result<reqwest::Response, String> {
     let request = match &target.protocol {
         Protocol::LibriAssist => client
             .post(format!("{}/api/v1/chat/stream", target.base_url))
             .header("x-forwarded-for", client_ip)
             .json(&serde_json::json!({ "question": question })),
-        Protocol::Ollama { model, num_predict } => client.post(format!("{}/api/chat", target.base_url)).json(&serde_json::json!({
-            "model": model,
-            "messages": [{ "role": "user", "content": question }],
-            "stream": true,
-            "options": { "num_predict": num_predict },
-        })),
+        Protocol::Ollama { model, num_predict } => client
+            .post(format!("{}/api/chat", target.base_url))
+            .json(&serde_json::json!({
+                "model": model,
+                "messages": [{ "role": "user", "content": question }],
+                "stream": true,
+                "options": { "num_predict": num_predict },
+            })),
     };
     let response = request.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status();
@@ -169,7 +199,12 @@ fn error_code(body: &str) -> String {
     }
 }
 
-async fn read(response: reqwest::Response, protocol: &Protocol, patience: Patience, m: &mut Measure) -> (Outcome, Option<String>) {
+async fn read(
+    response: reqwest::Response,
+    protocol: &Protocol,
+    patience: Patience,
+    m: &mut Measure,
+) -> (Outcome, Option<String>) {
     let mut body = response.bytes_stream();
     let mut sse = SseParser::default();
     let mut lines = LineParser::default();
@@ -181,7 +216,9 @@ async fn read(response: reqwest::Response, protocol: &Protocol, patience: Patien
         };
         let left = patience.total.saturating_sub(m.started.elapsed());
         let chunk = match tokio::time::timeout(wait.min(left), body.next()).await {
-            Err(_) if m.first_token.is_none() => return (Outcome::Lost, Some("first_token_deadline".into())),
+            Err(_) if m.first_token.is_none() => {
+                return (Outcome::Lost, Some("first_token_deadline".into()))
+            }
             Err(_) if wait > left => return m.failed("too_slow".into()),
             Err(_) => return m.failed("stalled".into()),
             Ok(None) => return m.failed("truncated".into()),
@@ -189,8 +226,14 @@ async fn read(response: reqwest::Response, protocol: &Protocol, patience: Patien
             Ok(Some(Ok(bytes))) => bytes,
         };
         let ended = match protocol {
-            Protocol::LibriAssist => sse.push(&chunk).into_iter().find_map(|event| on_sse(event, m)),
-            Protocol::Ollama { .. } => lines.push(&chunk).into_iter().find_map(|line| on_ndjson(&line, m)),
+            Protocol::LibriAssist => sse
+                .push(&chunk)
+                .into_iter()
+                .find_map(|event| on_sse(event, m)),
+            Protocol::Ollama { .. } => lines
+                .push(&chunk)
+                .into_iter()
+                .find_map(|line| on_ndjson(&line, m)),
         };
         if let Some(end) = ended {
             return end;
@@ -201,7 +244,9 @@ async fn read(response: reqwest::Response, protocol: &Protocol, patience: Patien
 fn on_sse(event: SseEvent, m: &mut Measure) -> Option<(Outcome, Option<String>)> {
     match event.event.as_str() {
         META => {
-            m.layer = serde_json::from_str::<MetaEvent>(&event.data).ok().map(|meta| meta.cache);
+            m.layer = serde_json::from_str::<MetaEvent>(&event.data)
+                .ok()
+                .map(|meta| meta.cache);
             None
         }
         TOKEN => {
@@ -210,7 +255,8 @@ fn on_sse(event: SseEvent, m: &mut Measure) -> Option<(Outcome, Option<String>)>
         }
         DONE => Some((Outcome::Answered, None)),
         ERROR => {
-            let code = serde_json::from_str::<ErrorDetail>(&event.data).map_or_else(|_| "unknown".to_owned(), |d| d.code.as_str().to_owned());
+            let code = serde_json::from_str::<ErrorDetail>(&event.data)
+                .map_or_else(|_| "unknown".to_owned(), |d| d.code.as_str().to_owned());
             Some(m.failed(format!("event:{code}")))
         }
         _ => None,
@@ -267,7 +313,10 @@ impl SseParser {
         while let Some((end, sep)) = find_blank_line(&self.buffer) {
             let block: Vec<u8> = self.buffer.drain(..end + sep).collect();
             let text = String::from_utf8_lossy(&block[..end]);
-            let mut event = SseEvent { event: "message".into(), data: String::new() };
+            let mut event = SseEvent {
+                event: "message".into(),
+                data: String::new(),
+            };
             let mut has_field = false;
             for line in text.lines() {
                 if let Some(v) = line.strip_prefix("event:") {
@@ -293,7 +342,10 @@ impl SseParser {
 /// Position and length of the first blank line (`\n\n` or `\r\n\r\n`).
 fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -348,34 +400,95 @@ mod tests {
     fn ndjson_lines_survive_chunking() {
         let mut p = LineParser::default();
         assert!(p.push(b"{\"done\":fal").is_empty());
-        assert_eq!(p.push(b"se}\n{\"done\":true}\n"), ["{\"done\":false}", "{\"done\":true}"]);
+        assert_eq!(
+            p.push(b"se}\n{\"done\":true}\n"),
+            ["{\"done\":false}", "{\"done\":true}"]
+        );
     }
 
     #[test]
     fn endings_are_classified_by_whether_tokens_were_seen() {
-        let mut m = Measure { started: Instant::now(), first_token: None, tokens: 0, layer: None };
-        let error = SseEvent { event: "error".into(), data: r#"{"code":"overloaded","message":"x"}"#.into() };
-        assert_eq!(on_sse(error.clone(), &mut m), Some((Outcome::Lost, Some("event:overloaded".into()))));
-        let meta = SseEvent { event: "meta".into(), data: r#"{"sources":[],"cache":"semantic","model":"m"}"#.into() };
+        let mut m = Measure {
+            started: Instant::now(),
+            first_token: None,
+            tokens: 0,
+            layer: None,
+        };
+        let error = SseEvent {
+            event: "error".into(),
+            data: r#"{"code":"overloaded","message":"x"}"#.into(),
+        };
+        assert_eq!(
+            on_sse(error.clone(), &mut m),
+            Some((Outcome::Lost, Some("event:overloaded".into())))
+        );
+        let meta = SseEvent {
+            event: "meta".into(),
+            data: r#"{"sources":[],"cache":"semantic","model":"m"}"#.into(),
+        };
         assert_eq!(on_sse(meta, &mut m), None);
         assert_eq!(m.layer, Some(CacheLayer::Semantic));
-        assert_eq!(on_sse(SseEvent { event: "token".into(), data: r#"{"text":"a"}"#.into() }, &mut m), None);
-        assert_eq!(on_sse(error, &mut m).map(|e| e.0), Some(Outcome::Interrupted));
-        assert_eq!(on_sse(SseEvent { event: "done".into(), data: "{}".into() }, &mut m), Some((Outcome::Answered, None)));
+        assert_eq!(
+            on_sse(
+                SseEvent {
+                    event: "token".into(),
+                    data: r#"{"text":"a"}"#.into()
+                },
+                &mut m
+            ),
+            None
+        );
+        assert_eq!(
+            on_sse(error, &mut m).map(|e| e.0),
+            Some(Outcome::Interrupted)
+        );
+        assert_eq!(
+            on_sse(
+                SseEvent {
+                    event: "done".into(),
+                    data: "{}".into()
+                },
+                &mut m
+            ),
+            Some((Outcome::Answered, None))
+        );
     }
 
     #[test]
     fn ollama_lines_count_tokens_and_end_on_done() {
-        let mut m = Measure { started: Instant::now(), first_token: None, tokens: 0, layer: None };
-        assert_eq!(on_ndjson(r#"{"message":{"role":"assistant","content":"Bon"},"done":false}"#, &mut m), None);
+        let mut m = Measure {
+            started: Instant::now(),
+            first_token: None,
+            tokens: 0,
+            layer: None,
+        };
+        assert_eq!(
+            on_ndjson(
+                r#"{"message":{"role":"assistant","content":"Bon"},"done":false}"#,
+                &mut m
+            ),
+            None
+        );
         assert_eq!(m.tokens, 1);
-        assert_eq!(on_ndjson(r#"{"message":{"role":"assistant","content":""},"done":true}"#, &mut m), Some((Outcome::Answered, None)));
-        assert_eq!(on_ndjson("not json", &mut m).map(|e| e.0), Some(Outcome::Interrupted));
+        assert_eq!(
+            on_ndjson(
+                r#"{"message":{"role":"assistant","content":""},"done":true}"#,
+                &mut m
+            ),
+            Some((Outcome::Answered, None))
+        );
+        assert_eq!(
+            on_ndjson("not json", &mut m).map(|e| e.0),
+            Some(Outcome::Interrupted)
+        );
     }
 
     #[test]
     fn error_bodies_give_their_code() {
-        assert_eq!(error_code(r#"{"error":{"code":"overloaded","message":"m"}}"#), "overloaded");
+        assert_eq!(
+            error_code(r#"{"error":{"code":"overloaded","message":"m"}}"#),
+            "overloaded"
+        );
         assert_eq!(error_code(r#"{"error":"server busy"}"#), "backend_error");
         assert_eq!(error_code("upstream connect error"), "no_json");
     }

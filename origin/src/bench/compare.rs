@@ -44,7 +44,12 @@ struct System {
 ///
 /// # Errors
 /// A fault that plain balancers cannot have, or a stack that cannot start.
-pub async fn run(ctx: &Ctx, users: &[usize], mix: CompareMix, chaos: Option<ChaosKind>) -> Result<CompareReport, String> {
+pub async fn run(
+    ctx: &Ctx,
+    users: &[usize],
+    mix: CompareMix,
+    chaos: Option<ChaosKind>,
+) -> Result<CompareReport, String> {
     if let Some(kind) = chaos.filter(|k| !k.applies_to_plain_balancers()) {
         return Err(format!("--chaos {} has no equivalent without LibriAssist; compare supports kill-backend and hang-backend", kind.name()));
     }
@@ -54,30 +59,68 @@ pub async fn run(ctx: &Ctx, users: &[usize], mix: CompareMix, chaos: Option<Chao
     result
 }
 
-async fn run_on(ctx: &Ctx, stack: &mut Stack, users: &[usize], mix: CompareMix, chaos: Option<ChaosKind>) -> Result<CompareReport, String> {
+async fn run_on(
+    ctx: &Ctx,
+    stack: &mut Stack,
+    users: &[usize],
+    mix: CompareMix,
+    chaos: Option<ChaosKind>,
+) -> Result<CompareReport, String> {
     let settings = match mix {
         CompareMix::Misses => MixSettings::misses_only(ctx.common.seed),
         CompareMix::Realistic => ctx.mix_settings(),
     };
-    let (mut least, least_admin) = start_plain(&ctx.tools, &stack.dir, &stack.sims, Policy::LeastRequest, ctx.scale).await?;
-    let (mut round, round_admin) = start_plain(&ctx.tools, &stack.dir, &stack.sims, Policy::RoundRobin, ctx.scale).await?;
+    let (mut least, least_admin) = start_plain(
+        &ctx.tools,
+        &stack.dir,
+        &stack.sims,
+        Policy::LeastRequest,
+        ctx.scale,
+    )
+    .await?;
+    let (mut round, round_admin) = start_plain(
+        &ctx.tools,
+        &stack.dir,
+        &stack.sims,
+        Policy::RoundRobin,
+        ctx.scale,
+    )
+    .await?;
     let entry = stack.entry_url().ok_or("the stack has no entry point")?;
-    let ollama = Protocol::Ollama { model: crate::sim::DEFAULT_MODEL.into(), num_predict: ctx.timing.answer_tokens };
+    let num_predict = crate::config::Config::default()
+        .generation
+        .num_predict
+        .max(ctx.timing.answer_tokens.saturating_add(1));
+    let ollama = Protocol::Ollama {
+        model: crate::sim::DEFAULT_MODEL.into(),
+        num_predict,
+    };
     let plain = |proc: &Proc, policy: Policy, admin: &str| -> Result<System, String> {
         Ok(System {
             on: StepTarget {
-                target: Arc::new(Target { name: policy.label().into(), base_url: proc.url(), protocol: ollama.clone() }),
+                target: Arc::new(Target {
+                    name: policy.label().into(),
+                    base_url: proc.url(),
+                    protocol: ollama.clone(),
+                }),
                 sims: stack.sim_urls(),
                 origins: Vec::new(),
             },
-            observer: Observer::Envoy { admin: admin.to_owned(), cluster: "ollama".into() },
+            observer: Observer::Envoy {
+                admin: admin.to_owned(),
+                cluster: "ollama".into(),
+            },
             mix: ctx.mix(settings)?,
         })
     };
     let systems = [
         System {
             on: StepTarget {
-                target: Arc::new(Target { name: "LibriAssist".into(), base_url: entry, protocol: Protocol::LibriAssist }),
+                target: Arc::new(Target {
+                    name: "LibriAssist".into(),
+                    base_url: entry,
+                    protocol: Protocol::LibriAssist,
+                }),
                 sims: stack.sim_urls(),
                 origins: stack.origin_urls(),
             },
@@ -87,19 +130,49 @@ async fn run_on(ctx: &Ctx, stack: &mut Stack, users: &[usize], mix: CompareMix, 
         plain(&least, Policy::LeastRequest, &least_admin)?,
         plain(&round, Policy::RoundRobin, &round_admin)?,
     ];
-    let mut report = CompareReport { mix: format!("{mix:?}").to_lowercase(), chaos, ..CompareReport::default() };
+    let mut report = CompareReport {
+        mix: format!("{mix:?}").to_lowercase(),
+        chaos,
+        ..CompareReport::default()
+    };
     let sim_ports: Vec<u16> = stack.sims.iter().map(|s| s.addr().port()).collect();
     for (level, &u) in users.iter().enumerate() {
         for k in 0..systems.len() {
             let system = &systems[(level + k) % systems.len()];
-            settle(ctx, &stack.origin_urls(), &[&least_admin, &round_admin], &sim_ports).await;
+            settle(
+                ctx,
+                &stack.origin_urls(),
+                &[&least_admin, &round_admin],
+                &sim_ports,
+            )
+            .await;
             let targets = chaos.map(|kind| {
-                (kind, Targets { sims: &mut stack.sims, redis: None, origins: &mut [], edge_admin: None, backend_observer: system.observer.clone() })
+                (
+                    kind,
+                    Targets {
+                        sims: &mut stack.sims,
+                        redis: None,
+                        origins: &mut [],
+                        edge_admin: None,
+                        backend_observer: system.observer.clone(),
+                    },
+                )
             });
-            let (r, _, faults) = step(ctx, &system.on, Arc::clone(&system.mix), ctx.plan(u, 50 + level as u64), targets).await;
+            let (r, _, faults) = step(
+                ctx,
+                &system.on,
+                Arc::clone(&system.mix),
+                ctx.plan(u, 50 + level as u64),
+                targets,
+            )
+            .await;
             progress(&r);
             if chaos.is_some() {
-                report.faults.push(SystemFaults { system: r.system.clone(), users: u, faults });
+                report.faults.push(SystemFaults {
+                    system: r.system.clone(),
+                    users: u,
+                    faults,
+                });
             }
             report.steps.push(r);
         }
@@ -119,11 +192,18 @@ async fn settle(ctx: &Ctx, origins: &[String], admins: &[&str], sim_ports: &[u16
     while Instant::now() < deadline {
         let mut all = true;
         for origin in origins {
-            let v: serde_json::Value = match ctx.client.get(format!("{origin}/api/v1/backends")).send().await {
+            let v: serde_json::Value = match ctx
+                .client
+                .get(format!("{origin}/api/v1/backends"))
+                .send()
+                .await
+            {
                 Ok(r) => r.json().await.unwrap_or_default(),
                 Err(_) => serde_json::Value::Null,
             };
-            let healthy = v["backends"].as_array().is_some_and(|b| !b.is_empty() && b.iter().all(|x| x["healthy"] == true));
+            let healthy = v["backends"]
+                .as_array()
+                .is_some_and(|b| !b.is_empty() && b.iter().all(|x| x["healthy"] == true));
             all &= healthy;
         }
         if all {

@@ -81,32 +81,52 @@ struct SquadQa {
 /// A message naming the file when a needed file is missing or malformed, or when no popular
 /// or no long-tail question is left.
 pub fn load(examples: &Path, data: &Path) -> Result<Bank, String> {
-    let (popular, popular_source, paraphrase_source, mut tail) = if examples.join("faq-librairie.jsonl").is_file() {
-        let (popular, off_topic) = from_examples(examples)?;
-        let source = format!("{}/faq-librairie.jsonl + faq-questions.jsonl", examples.display());
-        (popular, source, ParaphraseSource::Written, off_topic)
-    } else {
-        let qr = data.join("service-public-qr");
-        let mut questions = csv_first_column(&read(&qr.join("manual_question_autocomplete.csv"))?);
-        let crpa: Squad = parse_json(&qr.join("crpa_faq_squad.json"))?;
-        questions.extend(crpa.data.iter().map(|a| a.title.clone()));
-        let popular = questions
-            .into_iter()
-            .filter(|q| usable(q))
-            .map(|text| Popular { paraphrases: generated_paraphrases(&text), text })
-            .collect();
-        let source = format!(
-            "{}: manual_question_autocomplete.csv + crpa_faq_squad.json (no FAQ corpus in {})",
-            qr.display(),
-            examples.display()
-        );
-        (dedup_popular(popular), source, ParaphraseSource::Generated, Vec::new())
-    };
+    let (popular, popular_source, paraphrase_source, mut tail) =
+        if examples.join("faq-librairie.jsonl").is_file() {
+            let (popular, off_topic) = from_examples(examples)?;
+            let source = format!(
+                "{}/faq-librairie.jsonl + faq-questions.jsonl",
+                examples.display()
+            );
+            (popular, source, ParaphraseSource::Written, off_topic)
+        } else {
+            let qr = data.join("service-public-qr");
+            let mut questions =
+                csv_first_column(&read(&qr.join("manual_question_autocomplete.csv"))?);
+            let crpa: Squad = parse_json(&qr.join("crpa_faq_squad.json"))?;
+            questions.extend(crpa.data.iter().map(|a| a.title.clone()));
+            let popular = questions
+                .into_iter()
+                .filter(|q| usable(q))
+                .map(|text| Popular {
+                    paraphrases: generated_paraphrases(&text),
+                    text,
+                })
+                .collect();
+            let source = format!(
+                "{}: manual_question_autocomplete.csv + crpa_faq_squad.json (no FAQ corpus in {})",
+                qr.display(),
+                examples.display()
+            );
+            (
+                dedup_popular(popular),
+                source,
+                ParaphraseSource::Generated,
+                Vec::new(),
+            )
+        };
     let qr = data.join("service-public-qr");
-    let fiches: Vec<(String, String, serde_json::Value)> = parse_json(&qr.join("questions_spf.json"))?;
+    let fiches: Vec<(String, String, serde_json::Value)> =
+        parse_json(&qr.join("questions_spf.json"))?;
     tail.extend(fiches.into_iter().map(|(_, q, _)| q));
     let piaf: Squad = parse_json(&data.join("piaf-v1.0").join("piaf-v1.0.json"))?;
-    tail.extend(piaf.data.into_iter().flat_map(|a| a.paragraphs).flat_map(|p| p.qas).map(|q| q.question));
+    tail.extend(
+        piaf.data
+            .into_iter()
+            .flat_map(|a| a.paragraphs)
+            .flat_map(|p| p.qas)
+            .map(|q| q.question),
+    );
 
     // A tail question must be asked once and never match a popular question's cache entry.
     let mut seen: HashSet<String> = popular
@@ -121,30 +141,59 @@ pub fn load(examples: &Path, data: &Path) -> Result<Bank, String> {
     if tail.is_empty() {
         return Err(format!("no long-tail question found in {}", data.display()));
     }
-    let tail_source = format!("{}: questions_spf.json titles + piaf-v1.0.json questions", data.display());
-    Ok(Bank { popular, tail, popular_source, paraphrase_source, tail_source })
+    let tail_source = format!(
+        "{}: questions_spf.json titles + piaf-v1.0.json questions",
+        data.display()
+    );
+    Ok(Bank {
+        popular,
+        tail,
+        popular_source,
+        paraphrase_source,
+        tail_source,
+    })
 }
 
 fn from_examples(dir: &Path) -> Result<(Vec<Popular>, Vec<String>), String> {
     let corpus = dir.join("faq-librairie.jsonl");
     let mut popular = Vec::new();
     let mut by_id = HashMap::new();
-    for (i, line) in read(&corpus)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let entry: FaqEntry =
-            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", corpus.display(), i + 1))?;
-        let Some(title) = entry.title.filter(|t| usable(t)) else { continue };
+    for (i, line) in read(&corpus)?
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let entry: FaqEntry = serde_json::from_str(line)
+            .map_err(|e| format!("{}:{}: {e}", corpus.display(), i + 1))?;
+        let Some(title) = entry.title.filter(|t| usable(t)) else {
+            continue;
+        };
         by_id.insert(id_text(&entry.id), popular.len());
-        popular.push(Popular { text: title.trim().to_owned(), paraphrases: Vec::new() });
+        popular.push(Popular {
+            text: title.trim().to_owned(),
+            paraphrases: Vec::new(),
+        });
     }
     let mut off_topic = Vec::new();
     let questions = dir.join("faq-questions.jsonl");
     if questions.is_file() {
-        for (i, line) in read(&questions)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let q: FaqQuestion =
-                serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", questions.display(), i + 1))?;
-            match q.expected.as_ref().map(id_text).and_then(|id| by_id.get(&id)) {
+        for (i, line) in read(&questions)?
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let q: FaqQuestion = serde_json::from_str(line)
+                .map_err(|e| format!("{}:{}: {e}", questions.display(), i + 1))?;
+            match q
+                .expected
+                .as_ref()
+                .map(id_text)
+                .and_then(|id| by_id.get(&id))
+            {
                 Some(&index) => popular[index].paraphrases.push(q.question),
-                None if q.expected.is_none() || q.expected == Some(serde_json::Value::Null) => off_topic.push(q.question),
+                None if q.expected.is_none() || q.expected == Some(serde_json::Value::Null) => {
+                    off_topic.push(q.question)
+                }
                 // An entry the corpus does not have: neither a paraphrase nor surely off topic.
                 None => {}
             }
@@ -152,7 +201,8 @@ fn from_examples(dir: &Path) -> Result<(Vec<Popular>, Vec<String>), String> {
     }
     // Entries nobody rephrased still get the patterns, so every rank can be paraphrased.
     for p in &mut popular {
-        p.paraphrases.retain(|q| usable(q) && normalize_question(q) != normalize_question(&p.text));
+        p.paraphrases
+            .retain(|q| usable(q) && normalize_question(q) != normalize_question(&p.text));
         if p.paraphrases.is_empty() {
             p.paraphrases = generated_paraphrases(&p.text);
         }
@@ -169,7 +219,10 @@ fn id_text(id: &serde_json::Value) -> String {
 
 fn dedup_popular(popular: Vec<Popular>) -> Vec<Popular> {
     let mut seen = HashSet::new();
-    popular.into_iter().filter(|p| seen.insert(normalize_question(&p.text))).collect()
+    popular
+        .into_iter()
+        .filter(|p| seen.insert(normalize_question(&p.text)))
+        .collect()
 }
 
 /// Questions a customer could type: a few words, under the API's length limit.
@@ -197,7 +250,10 @@ pub fn generated_paraphrases(question: &str) -> Vec<String> {
 fn lowercase_first(q: &str) -> String {
     let first_word = q.split_whitespace().next().unwrap_or("");
     let acronym = first_word.chars().filter(|c| c.is_alphabetic()).count() > 1
-        && first_word.chars().filter(|c| c.is_alphabetic()).all(char::is_uppercase);
+        && first_word
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .all(char::is_uppercase);
     let mut chars = q.chars();
     match chars.next() {
         Some(c) if !acronym => c.to_lowercase().chain(chars).collect(),
@@ -235,7 +291,10 @@ fn csv_first_column(text: &str) -> Vec<String> {
                 }
                 None
             } else {
-                line.split(',').next().map(str::to_owned).filter(|f| !f.is_empty())
+                line.split(',')
+                    .next()
+                    .map(str::to_owned)
+                    .filter(|f| !f.is_empty())
             }
         })
         .collect()
@@ -247,8 +306,12 @@ mod tests {
 
     #[test]
     fn csv_fields_with_commas_and_quotes() {
-        let text = "\"Question\",\"Lien\"\n\"Puis-je payer, \"\"vite\"\" ?\",\"https://x\"\nsimple,lien\n";
-        assert_eq!(csv_first_column(text), ["Puis-je payer, \"vite\" ?", "simple"]);
+        let text =
+            "\"Question\",\"Lien\"\n\"Puis-je payer, \"\"vite\"\" ?\",\"https://x\"\nsimple,lien\n";
+        assert_eq!(
+            csv_first_column(text),
+            ["Puis-je payer, \"vite\" ?", "simple"]
+        );
     }
 
     #[test]
@@ -259,13 +322,20 @@ mod tests {
         for v in &variants[1..] {
             assert_ne!(normalize_question(v), normalize_question(q), "{v}");
         }
-        assert_eq!(variants[1], "Bonjour, comment obtenir un acte d'état civil ?");
-        assert_eq!(lowercase_first("CAF : quelles aides ?"), "CAF : quelles aides ?");
+        assert_eq!(
+            variants[1],
+            "Bonjour, comment obtenir un acte d'état civil ?"
+        );
+        assert_eq!(
+            lowercase_first("CAF : quelles aides ?"),
+            "CAF : quelles aides ?"
+        );
     }
 
     #[test]
     fn examples_give_written_paraphrases_and_off_topic_tail() {
-        let dir = std::env::temp_dir().join(format!("libriassist-bench-corpus-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("libriassist-bench-corpus-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("faq-librairie.jsonl"),
@@ -281,7 +351,11 @@ mod tests {
         .unwrap();
         let (popular, off_topic) = from_examples(&dir).unwrap();
         assert_eq!(popular[0].paraphrases, ["Combien coûte la livraison ?"]);
-        assert_eq!(popular[1].paraphrases.len(), 4, "generated for the entry nobody rephrased");
+        assert_eq!(
+            popular[1].paraphrases.len(),
+            4,
+            "generated for the entry nobody rephrased"
+        );
         assert_eq!(off_topic, ["Quelle est la capitale du Pérou ?"]);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -33,12 +33,14 @@ pub fn fill(text: &str, blocks: &[(&str, String)]) -> (String, Vec<String>) {
 /// # Errors
 /// When the file cannot be read or written.
 pub fn update(path: &Path, blocks: &[(&str, String)]) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (new, missing) = fill(&text, blocks);
     if new != text {
         let tmp = path.with_extension("md.bench-tmp");
         std::fs::write(&tmp, new).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
     }
     Ok(missing)
 }

@@ -23,12 +23,13 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> Result<String, String>
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or("unterminated ${ in the Envoy template")?;
+        let end = after
+            .find('}')
+            .ok_or("unterminated ${ in the Envoy template")?;
         let name = &after[..end];
-        let value = vars
-            .iter()
-            .find(|(k, _)| *k == name)
-            .ok_or_else(|| format!("the Envoy template uses ${{{name}}}, which the bench does not know"))?;
+        let value = vars.iter().find(|(k, _)| *k == name).ok_or_else(|| {
+            format!("the Envoy template uses ${{{name}}}, which the bench does not know")
+        })?;
         out.push_str(&value.1);
         rest = &after[end + 1..];
     }
@@ -53,7 +54,10 @@ pub fn add_endpoints(yaml: &str, port: u16, extra_ports: &[u16]) -> Result<Strin
             // The endpoint block: this line and the following, more indented ones.
             let indent = lines[i].len() - lines[i].trim_start().len();
             let mut j = i + 1;
-            while j < lines.len() && (lines[j].len() - lines[j].trim_start().len()) > indent && !lines[j].trim().is_empty() {
+            while j < lines.len()
+                && (lines[j].len() - lines[j].trim_start().len()) > indent
+                && !lines[j].trim().is_empty()
+            {
                 j += 1;
             }
             let block = &lines[i..j];
@@ -71,7 +75,9 @@ pub fn add_endpoints(yaml: &str, port: u16, extra_ports: &[u16]) -> Result<Strin
         i += 1;
     }
     if !extra_ports.is_empty() && added == 0 {
-        return Err(format!("no endpoint on port {port} in the rendered Envoy configuration"));
+        return Err(format!(
+            "no endpoint on port {port} in the rendered Envoy configuration"
+        ));
     }
     Ok(out.join("\n") + "\n")
 }
@@ -82,7 +88,12 @@ pub fn add_endpoints(yaml: &str, port: u16, extra_ports: &[u16]) -> Result<Strin
 /// # Errors
 /// When none of the keys is found.
 pub fn scale_periods(yaml: &str, scale: Scale) -> Result<String, String> {
-    const KEYS: [&str; 4] = ["interval", "no_traffic_interval", "base_ejection_time", "timeout"];
+    const KEYS: [&str; 4] = [
+        "interval",
+        "no_traffic_interval",
+        "base_ejection_time",
+        "timeout",
+    ];
     let mut scaled = 0;
     let lines: Vec<String> = yaml
         .lines()
@@ -92,8 +103,13 @@ pub fn scale_periods(yaml: &str, scale: Scale) -> Result<String, String> {
             let trimmed = start.strip_prefix("- ").unwrap_or(start);
             let indent = &line[..line.len() - trimmed.len()];
             for key in KEYS {
-                let Some(value) = trimmed.strip_prefix(key).and_then(|r| r.strip_prefix(": ")) else { continue };
-                let Some(secs) = value.strip_suffix('s').and_then(|v| v.parse::<f64>().ok()) else { continue };
+                let Some(value) = trimmed.strip_prefix(key).and_then(|r| r.strip_prefix(": "))
+                else {
+                    continue;
+                };
+                let Some(secs) = value.strip_suffix('s').and_then(|v| v.parse::<f64>().ok()) else {
+                    continue;
+                };
                 // Route timeouts (0s: none; 120s, 15s) and the stream idle timeout are deadlines
                 // for answers, not detection periods: only health-check-sized values move.
                 if key == "timeout" && !(0.0..=1.0).contains(&secs) || secs == 0.0 {
@@ -155,7 +171,13 @@ impl Policy {
 }
 
 /// Envoy alone in front of the simulators.
-pub fn plain_balancer(listen: u16, admin: u16, sims: &[u16], policy: Policy, scale: Scale) -> String {
+pub fn plain_balancer(
+    listen: u16,
+    admin: u16,
+    sims: &[u16],
+    policy: Policy,
+    scale: Scale,
+) -> String {
     let endpoints: String = sims
         .iter()
         .map(|p| format!("        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {p} }} }} }}\n"))
@@ -277,7 +299,8 @@ mod tests {
 
     #[test]
     fn filter_config_is_per_customer_and_scaled() {
-        let v: serde_json::Value = serde_json::from_str(&filter_config(Scale::new(0.1).unwrap())).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&filter_config(Scale::new(0.1).unwrap())).unwrap();
         assert_eq!(v["trusted_proxies"][0], "127.0.0.1/32");
         assert!((v["rate_limits"]["chat"]["per_second"].as_f64().unwrap() - 10.0).abs() < 1e-9);
         assert_eq!(v["cache"]["l1_ttl_seconds"], 1);
@@ -285,7 +308,13 @@ mod tests {
 
     #[test]
     fn plain_balancer_lists_every_simulator() {
-        let yaml = plain_balancer(1, 2, &[11, 12, 13], Policy::RoundRobin, Scale::new(1.0).unwrap());
+        let yaml = plain_balancer(
+            1,
+            2,
+            &[11, 12, 13],
+            Policy::RoundRobin,
+            Scale::new(1.0).unwrap(),
+        );
         assert!(yaml.contains("lb_policy: ROUND_ROBIN"));
         for port in [11, 12, 13] {
             assert!(yaml.contains(&format!("port_value: {port} }}")), "{yaml}");

@@ -56,7 +56,12 @@ pub struct SimTiming {
 impl SimTiming {
     /// The simulator sends token `i` at `ttft + i / rate` and its done line at
     /// `ttft + n / rate`, so `n` tokens take `service` when `rate = n / (service - ttft)`.
-    pub fn calibrated(service_ms: u64, ttft_ms: u64, answer_tokens: u32, scale: Scale) -> SimTiming {
+    pub fn calibrated(
+        service_ms: u64,
+        ttft_ms: u64,
+        answer_tokens: u32,
+        scale: Scale,
+    ) -> SimTiming {
         let streaming_secs = service_ms.saturating_sub(ttft_ms).max(1) as f64 / 1000.0;
         SimTiming {
             ttft_ms: scale.ms(ttft_ms, 1),
@@ -106,6 +111,8 @@ mod tests {
         assert_eq!(s.of(Duration::from_secs(20)), Duration::from_secs(2));
         assert_eq!(s.ms(5, 1), 1);
         assert!((s.to_field_rate(1440.0) - 144.0).abs() < 1e-9);
-        assert!(Scale::new(0.0).is_err() && Scale::new(f64::NAN).is_err() && Scale::new(11.0).is_err());
+        assert!(
+            Scale::new(0.0).is_err() && Scale::new(f64::NAN).is_err() && Scale::new(11.0).is_err()
+        );
     }
 }

@@ -26,7 +26,11 @@ pub struct LoadReport {
 fn libriassist(stack: &Stack) -> Result<StepTarget, String> {
     let base_url = stack.entry_url().ok_or("the stack has no entry point")?;
     Ok(StepTarget {
-        target: Arc::new(Target { name: "LibriAssist".into(), base_url, protocol: Protocol::LibriAssist }),
+        target: Arc::new(Target {
+            name: "LibriAssist".into(),
+            base_url,
+            protocol: Protocol::LibriAssist,
+        }),
         sims: stack.sim_urls(),
         origins: stack.origin_urls(),
     })
@@ -46,7 +50,11 @@ pub async fn run(ctx: &Ctx, users: &[usize]) -> Result<LoadReport, String> {
 async fn steps(ctx: &Ctx, stack: &Stack, users: &[usize]) -> Result<LoadReport, String> {
     let on = libriassist(stack)?;
     let mix = ctx.mix(ctx.mix_settings())?;
-    let mut report = LoadReport { origins: stack.origins.len(), semantic_ready: stack.semantic_ready, ..LoadReport::default() };
+    let mut report = LoadReport {
+        origins: stack.origins.len(),
+        semantic_ready: stack.semantic_ready,
+        ..LoadReport::default()
+    };
     for (i, &u) in users.iter().enumerate() {
         let (r, _, _) = step(ctx, &on, Arc::clone(&mix), ctx.plan(u, i as u64), None).await;
         progress(&r);
@@ -72,6 +80,9 @@ pub struct ChaosReport {
     pub lost_by_kind: BTreeMap<String, usize>,
     /// Restart-redis: seconds from Redis's restart to the first answer from the origin caches.
     pub cache_hits_resumed_after_s: Option<f64>,
+    /// Answers whose first token came after the origins' first-token timeout: their first
+    /// backend failed them silently and they were retried on another.
+    pub slow_first_tokens: usize,
     pub semantic_ready: usize,
 }
 
@@ -86,7 +97,12 @@ pub async fn chaos(ctx: &Ctx, kind: ChaosKind, users: usize) -> Result<ChaosRepo
     result
 }
 
-async fn chaos_on(ctx: &Ctx, stack: &mut Stack, kind: ChaosKind, users: usize) -> Result<ChaosReport, String> {
+async fn chaos_on(
+    ctx: &Ctx,
+    stack: &mut Stack,
+    kind: ChaosKind,
+    users: usize,
+) -> Result<ChaosReport, String> {
     let on = libriassist(stack)?;
     let mix = ctx.mix(ctx.mix_settings())?;
     let semantic_ready = stack.semantic_ready;
@@ -98,29 +114,74 @@ async fn chaos_on(ctx: &Ctx, stack: &mut Stack, kind: ChaosKind, users: usize) -
         origins: &mut stack.origins,
     };
     let stream = 100 + ChaosKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u64;
-    let (mut step_report, run, faults) = step(ctx, &on, mix, ctx.plan(users, stream), Some((kind, targets))).await;
+    let (mut step_report, run, faults) = step(
+        ctx,
+        &on,
+        mix,
+        ctx.plan(users, stream),
+        Some((kind, targets)),
+    )
+    .await;
     step_report.system = format!("LibriAssist, {}", kind.name());
     progress(&step_report);
     let mut lost_by_kind = BTreeMap::new();
-    for r in run.records.iter().filter(|r| r.exchange.outcome == Outcome::Lost) {
-        *lost_by_kind.entry(r.exchange.error.clone().unwrap_or_default()).or_insert(0) += 1;
+    for r in run
+        .records
+        .iter()
+        .filter(|r| r.exchange.outcome == Outcome::Lost)
+    {
+        *lost_by_kind
+            .entry(r.exchange.error.clone().unwrap_or_default())
+            .or_insert(0) += 1;
     }
     let resumed = match kind {
-        ChaosKind::RestartRedis => faults.first().and_then(|f| f.lifted_at_s).and_then(|lifted| {
-            run.records
-                .iter()
-                .filter(|r| r.exchange.started_s >= lifted && matches!(layer_of(r), CacheLayer::Exact | CacheLayer::Semantic))
-                .map(|r| r.exchange.finished_s - lifted)
-                .min_by(f64::total_cmp)
-        }),
+        ChaosKind::RestartRedis => faults
+            .first()
+            .and_then(|f| f.lifted_at_s)
+            .and_then(|lifted| {
+                run.records
+                    .iter()
+                    .filter(|r| {
+                        r.exchange.started_s >= lifted
+                            && matches!(layer_of(r), CacheLayer::Exact | CacheLayer::Semantic)
+                    })
+                    .map(|r| r.exchange.finished_s - lifted)
+                    .min_by(f64::total_cmp)
+            }),
         _ => None,
     };
+    let first_token_timeout_ms = ctx.scale.ms(
+        crate::config::Config::default()
+            .backends
+            .first_token_timeout_ms,
+        10,
+    ) as f64;
+    let slow_first_tokens = run
+        .records
+        .iter()
+        .filter(|r| {
+            r.exchange.outcome != Outcome::Lost
+                && r.exchange
+                    .first_token_ms
+                    .is_some_and(|t| t > first_token_timeout_ms)
+        })
+        .count();
     Ok(ChaosReport {
         kind,
+        slow_first_tokens,
         users,
         lost_before_streaming: step_report.outcomes.lost,
         interrupted_after_streaming: step_report.outcomes.interrupted,
-        error_events: run.records.iter().filter(|r| r.exchange.error.as_deref().is_some_and(|e| e.starts_with("event:"))).count(),
+        error_events: run
+            .records
+            .iter()
+            .filter(|r| {
+                r.exchange
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("event:"))
+            })
+            .count(),
         lost_by_kind,
         cache_hits_resumed_after_s: resumed,
         semantic_ready,

@@ -40,7 +40,12 @@ pub struct MixSettings {
 impl MixSettings {
     /// Only long-tail questions: every request needs a generation.
     pub fn misses_only(seed: u64) -> MixSettings {
-        MixSettings { popular_share: 0.0, paraphrase_share: 0.0, zipf_s: 1.0, seed }
+        MixSettings {
+            popular_share: 0.0,
+            paraphrase_share: 0.0,
+            zipf_s: 1.0,
+            seed,
+        }
     }
 }
 
@@ -109,13 +114,22 @@ impl Mix {
         let mut tail_deck: Vec<usize> = (0..bank.tail.len()).collect();
         tail_deck.shuffle(&mut rng);
         let zipf = Zipf::new(ranks.len(), settings.zipf_s);
-        Ok(Mix { bank, settings, ranks, zipf, tail_deck, tail_dealt: AtomicUsize::new(0) })
+        Ok(Mix {
+            bank,
+            settings,
+            ranks,
+            zipf,
+            tail_deck,
+            tail_dealt: AtomicUsize::new(0),
+        })
     }
 
     /// The generator of one user: independent of every other user's, and the same in every run
     /// with the same seed.
     pub fn user_rng(&self, stream: u64, user: usize) -> StdRng {
-        let mixed = self.settings.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (user as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let mixed = self.settings.seed
+            ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (user as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         StdRng::seed_from_u64(mixed)
     }
 
@@ -125,13 +139,19 @@ impl Mix {
         let s = &self.settings;
         if u < s.popular_share {
             let p = &self.bank.popular[self.ranks[self.zipf.rank(rng.random())]];
-            return Question { text: p.text.clone(), kind: Kind::Popular };
+            return Question {
+                text: p.text.clone(),
+                kind: Kind::Popular,
+            };
         }
         if u < s.popular_share + s.paraphrase_share {
             let p = &self.bank.popular[self.ranks[self.zipf.rank(rng.random())]];
             if !p.paraphrases.is_empty() {
                 let text = p.paraphrases[rng.random_range(0..p.paraphrases.len())].clone();
-                return Question { text, kind: Kind::Paraphrase };
+                return Question {
+                    text,
+                    kind: Kind::Paraphrase,
+                };
             }
         }
         self.deal_tail()
@@ -142,12 +162,18 @@ impl Mix {
     fn deal_tail(&self) -> Question {
         let n = self.tail_dealt.fetch_add(1, Ordering::Relaxed);
         let index = self.tail_deck[n % self.tail_deck.len()];
-        Question { text: self.bank.tail[index].clone(), kind: Kind::Tail }
+        Question {
+            text: self.bank.tail[index].clone(),
+            kind: Kind::Tail,
+        }
     }
 
     /// Long-tail questions dealt so far and the deck size.
     pub fn tail_usage(&self) -> (usize, usize) {
-        (self.tail_dealt.load(Ordering::Relaxed), self.tail_deck.len())
+        (
+            self.tail_dealt.load(Ordering::Relaxed),
+            self.tail_deck.len(),
+        )
     }
 }
 
@@ -160,7 +186,10 @@ mod tests {
     fn bank(popular: usize, tail: usize) -> Bank {
         Bank {
             popular: (0..popular)
-                .map(|i| Popular { text: format!("Question populaire {i} ?"), paraphrases: vec![format!("Bonjour, question populaire {i} ?")] })
+                .map(|i| Popular {
+                    text: format!("Question populaire {i} ?"),
+                    paraphrases: vec![format!("Bonjour, question populaire {i} ?")],
+                })
                 .collect(),
             tail: (0..tail).map(|i| format!("Question rare {i} ?")).collect(),
             popular_source: "test".into(),
@@ -170,7 +199,12 @@ mod tests {
     }
 
     fn settings(seed: u64) -> MixSettings {
-        MixSettings { popular_share: 0.4, paraphrase_share: 0.2, zipf_s: 1.0, seed }
+        MixSettings {
+            popular_share: 0.4,
+            paraphrase_share: 0.2,
+            zipf_s: 1.0,
+            seed,
+        }
     }
 
     #[test]
@@ -197,7 +231,10 @@ mod tests {
         for rank in [0, 1, 4, 9, 24] {
             let observed = counts[rank] as f64 / n as f64;
             let expected = z.probability(rank);
-            assert!((observed - expected).abs() < 0.1 * expected + 0.002, "rank {rank}: {observed} vs {expected}");
+            assert!(
+                (observed - expected).abs() < 0.1 * expected + 0.002,
+                "rank {rank}: {observed} vs {expected}"
+            );
         }
         // Log-log slope between ranks 1 and 10 close to -s.
         let slope = ((counts[9] as f64).ln() - (counts[0] as f64).ln()) / (10f64.ln() - 1f64.ln());
@@ -238,13 +275,25 @@ mod tests {
         let texts: HashSet<String> = (0..300).map(|_| mix.draw(&mut rng).text).collect();
         assert_eq!(texts.len(), 300);
         assert_eq!(mix.tail_usage(), (300, 300));
-        assert!(texts.contains(&mix.draw(&mut rng).text), "then the deck starts over");
+        assert!(
+            texts.contains(&mix.draw(&mut rng).text),
+            "then the deck starts over"
+        );
     }
 
     #[test]
     fn a_mix_without_its_questions_is_refused() {
         assert!(Mix::new(bank(0, 10), settings(1)).is_err());
         assert!(Mix::new(bank(10, 0), settings(1)).is_err());
-        assert!(Mix::new(bank(10, 0), MixSettings { popular_share: 1.0, paraphrase_share: 0.0, zipf_s: 1.0, seed: 1 }).is_ok());
+        assert!(Mix::new(
+            bank(10, 0),
+            MixSettings {
+                popular_share: 1.0,
+                paraphrase_share: 0.0,
+                zipf_s: 1.0,
+                seed: 1
+            }
+        )
+        .is_ok());
     }
 }

@@ -52,7 +52,10 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
         BenchCommand::PoolOverhead(a) => {
             let ctx = Ctx::new(&a.common)?;
             let mut report = base_report(&ctx, machine);
-            eprintln!("[bench] pool overhead: {} requests per path, {} at a time", a.requests, a.concurrency);
+            eprintln!(
+                "[bench] pool overhead: {} requests per path, {} at a time",
+                a.requests, a.concurrency
+            );
             report.overhead = Some(overhead::run(&ctx.tools, a.requests, a.concurrency).await?);
             (ctx, report, "pool-overhead")
         }
@@ -72,7 +75,11 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
                     report.load = Some(load::run(&ctx, &a.users).await?);
                 }
             }
-            (ctx, report, if a.chaos.is_some() { "chaos" } else { "load" })
+            (
+                ctx,
+                report,
+                if a.chaos.is_some() { "chaos" } else { "load" },
+            )
         }
         BenchCommand::Compare(a) => {
             check_users(&a.users)?;
@@ -93,10 +100,18 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
             eprintln!("[bench] 2/4 load: users {:?}", a.load_users);
             report.load = Some(load::run(&ctx, &a.load_users).await?);
             eprintln!("[bench] 3/4 compare: users {:?}", a.compare_users);
-            report.compare = Some(compare::run(&ctx, &a.compare_users, CompareMix::Misses, None).await?);
+            report.compare =
+                Some(compare::run(&ctx, &a.compare_users, CompareMix::Misses, None).await?);
             for (i, kind) in ChaosKind::ALL.into_iter().enumerate() {
-                eprintln!("[bench] 4/4 chaos {} of 4: {} at {} users", i + 1, kind.name(), a.chaos_users);
-                report.chaos.push(load::chaos(&ctx, kind, a.chaos_users).await?);
+                eprintln!(
+                    "[bench] 4/4 chaos {} of 4: {} at {} users",
+                    i + 1,
+                    kind.name(),
+                    a.chaos_users
+                );
+                report
+                    .chaos
+                    .push(load::chaos(&ctx, kind, a.chaos_users).await?);
             }
             (ctx, report, "results")
         }
@@ -109,7 +124,10 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
 fn base_report(ctx: &Ctx, machine: Machine) -> RunReport {
     let c = &ctx.common;
     let bank = &ctx.bank;
-    let command = std::iter::once("libriassist".to_owned()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+    let command = std::iter::once("libriassist".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     RunReport {
         command,
         machine,
@@ -141,7 +159,10 @@ fn base_report(ctx: &Ctx, machine: Machine) -> RunReport {
         capacity: Capacity {
             total_slots: c.stack.sims * c.stack.slots,
             service_s_field: c.stack.service_ms as f64 / 1000.0,
-            per_min_field: field::miss_capacity_per_sec(c.stack.sims * c.stack.slots, c.stack.service_ms as f64 / 1000.0) * 60.0,
+            per_min_field: field::miss_capacity_per_sec(
+                c.stack.sims * c.stack.slots,
+                c.stack.service_ms as f64 / 1000.0,
+            ) * 60.0,
             per_sec_run: ctx.capacity_per_sec(),
         },
         ..RunReport::default()
@@ -166,7 +187,11 @@ fn write(ctx: &Ctx, report: &RunReport, name: &str) -> Result<(), String> {
     if let Some(path) = &ctx.common.update_docs {
         let missing = docs::update(path, &report.blocks())?;
         if !missing.is_empty() {
-            eprintln!("[bench] {} has no markers for: {} (left unchanged)", path.display(), missing.join(", "));
+            eprintln!(
+                "[bench] {} has no markers for: {} (left unchanged)",
+                path.display(),
+                missing.join(", ")
+            );
         }
         eprintln!("[bench] updated the generated blocks of {}", path.display());
     }

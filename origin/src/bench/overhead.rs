@@ -53,14 +53,22 @@ const WARMUP_ROUNDS: usize = 20;
 ///
 /// # Errors
 /// When the stack cannot start.
-pub async fn run(tools: &Tools, requests: usize, concurrency: usize) -> Result<OverheadReport, String> {
+pub async fn run(
+    tools: &Tools,
+    requests: usize,
+    concurrency: usize,
+) -> Result<OverheadReport, String> {
     let concurrency = concurrency.max(1);
     let slots = (concurrency * 3 * 2).max(8);
     let plan = StackPlan {
         sims: 1,
         sim_slots: slots,
         origin_slots: slots,
-        timing: SimTiming { ttft_ms: SIM_TTFT_MS, tokens_per_sec: 2_000.0, answer_tokens: SIM_TOKENS },
+        timing: SimTiming {
+            ttft_ms: SIM_TTFT_MS,
+            tokens_per_sec: 2_000.0,
+            answer_tokens: SIM_TOKENS,
+        },
         origins: 1,
         caches: false,
         redis: false,
@@ -78,14 +86,33 @@ async fn measure(stack: &Stack, requests: usize, concurrency: usize) -> Overhead
     let sim = stack.sim_urls().remove(0);
     let origin = stack.origin_urls().remove(0);
     let edge = stack.entry_url().unwrap_or_else(|| origin.clone());
-    let ollama = Protocol::Ollama { model: crate::sim::DEFAULT_MODEL.into(), num_predict: SIM_TOKENS };
+    let ollama = Protocol::Ollama {
+        model: crate::sim::DEFAULT_MODEL.into(),
+        num_predict: SIM_TOKENS,
+    };
     let targets = Arc::new([
-        Target { name: "simulator directly".into(), base_url: sim, protocol: ollama },
-        Target { name: "origin".into(), base_url: origin, protocol: Protocol::LibriAssist },
-        Target { name: "Envoy + filter + origin".into(), base_url: edge, protocol: Protocol::LibriAssist },
+        Target {
+            name: "simulator directly".into(),
+            base_url: sim,
+            protocol: ollama,
+        },
+        Target {
+            name: "origin".into(),
+            base_url: origin,
+            protocol: Protocol::LibriAssist,
+        },
+        Target {
+            name: "Envoy + filter + origin".into(),
+            base_url: edge,
+            protocol: Protocol::LibriAssist,
+        },
     ]);
     let client = super::client::http_client();
-    let patience = Patience { first_token: Duration::from_secs(10), stall: Duration::from_secs(10), total: Duration::from_secs(30) };
+    let patience = Patience {
+        first_token: Duration::from_secs(10),
+        stall: Duration::from_secs(10),
+        total: Duration::from_secs(30),
+    };
     let epoch = Instant::now();
     let rounds = requests + WARMUP_ROUNDS;
     let mut workers = tokio::task::JoinSet::new();
@@ -97,8 +124,18 @@ async fn measure(stack: &Stack, requests: usize, concurrency: usize) -> Overhead
             for round in (w..rounds).step_by(concurrency) {
                 for k in 0..targets.len() {
                     let path = (round + k) % targets.len();
-                    let question = format!("Quel est le délai de livraison de la commande numéro {round}-{path} ?");
-                    let ex = ask(&client, &targets[path], &question, &customer_ip(round * 3 + path), patience, epoch).await;
+                    let question = format!(
+                        "Quel est le délai de livraison de la commande numéro {round}-{path} ?"
+                    );
+                    let ex = ask(
+                        &client,
+                        &targets[path],
+                        &question,
+                        &customer_ip(round * 3 + path),
+                        patience,
+                        epoch,
+                    )
+                    .await;
                     if round >= WARMUP_ROUNDS {
                         samples.push((path, ex.outcome, ex.first_token_ms, ex.total_ms));
                     }
@@ -113,19 +150,36 @@ async fn measure(stack: &Stack, requests: usize, concurrency: usize) -> Overhead
     }
     let paths: Vec<PathLatency> = (0..targets.len())
         .map(|p| {
-            let ok: Vec<&(usize, Outcome, Option<f64>, f64)> = all.iter().filter(|s| s.0 == p && s.1 == Outcome::Answered).collect();
+            let ok: Vec<&(usize, Outcome, Option<f64>, f64)> = all
+                .iter()
+                .filter(|s| s.0 == p && s.1 == Outcome::Answered)
+                .collect();
             PathLatency {
                 path: targets[p].name.clone(),
                 ttft: Summary::of(ok.iter().filter_map(|s| s.2)),
                 full: Summary::of(ok.iter().map(|s| s.3)),
-                failed: all.iter().filter(|s| s.0 == p && s.1 != Outcome::Answered).count(),
+                failed: all
+                    .iter()
+                    .filter(|s| s.0 == p && s.1 != Outcome::Answered)
+                    .count(),
             }
         })
         .collect();
     let diff = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
     let added = paths[1..]
         .iter()
-        .map(|p| Added { path: p.path.clone(), p50_ms: diff(p.ttft.p50, paths[0].ttft.p50), p99_ms: diff(p.ttft.p99, paths[0].ttft.p99) })
+        .map(|p| Added {
+            path: p.path.clone(),
+            p50_ms: diff(p.ttft.p50, paths[0].ttft.p50),
+            p99_ms: diff(p.ttft.p99, paths[0].ttft.p99),
+        })
         .collect();
-    OverheadReport { requests_per_path: requests, concurrency, sim_ttft_ms: SIM_TTFT_MS, answer_tokens: SIM_TOKENS, paths, added }
+    OverheadReport {
+        requests_per_path: requests,
+        concurrency,
+        sim_ttft_ms: SIM_TTFT_MS,
+        answer_tokens: SIM_TOKENS,
+        paths,
+        added,
+    }
 }

@@ -46,16 +46,24 @@ pub struct Proc {
 /// # Errors
 /// When no port can be bound.
 pub fn free_port() -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind a loopback port: {e}"))?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot bind a loopback port: {e}"))?;
     listener.local_addr().map_err(|e| e.to_string())
 }
 
 /// Variables passed through to every child: where tools and models are cached.
 fn passthrough() -> Vec<(String, String)> {
-    ["PATH", "HOME", "LIBRIASSIST_CACHE", "LIBRIASSIST_MODEL_DIR", "LIBRIASSIST_ORT_LIBRARY", "TMPDIR"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect()
+    [
+        "PATH",
+        "HOME",
+        "LIBRIASSIST_CACHE",
+        "LIBRIASSIST_MODEL_DIR",
+        "LIBRIASSIST_ORT_LIBRARY",
+        "TMPDIR",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+    .collect()
 }
 
 impl Proc {
@@ -87,17 +95,30 @@ impl Proc {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| format!("cannot start {} ({}): {e}", s.name, s.program.display()))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {} ({}): {e}", s.name, s.program.display()))?;
         self.child = Some(child);
         self.wait_ready().await
     }
 
     async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + self.spec.ready_within;
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().map_err(|e| e.to_string())?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string())?;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                return Err(format!("{} exited ({status}) before it was ready{}", self.spec.name, self.log_tail()));
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!(
+                    "{} exited ({status}) before it was ready{}",
+                    self.spec.name,
+                    self.log_tail()
+                ));
             }
             let ready = match &self.spec.ready {
                 Ready::Tcp => tokio::net::TcpStream::connect(self.spec.addr).await.is_ok(),
@@ -112,7 +133,12 @@ impl Proc {
             }
             if Instant::now() >= deadline {
                 self.kill().await;
-                return Err(format!("{} was not ready within {:?}{}", self.spec.name, self.spec.ready_within, self.log_tail()));
+                return Err(format!(
+                    "{} was not ready within {:?}{}",
+                    self.spec.name,
+                    self.spec.ready_within,
+                    self.log_tail()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -151,8 +177,13 @@ impl Proc {
 
     /// SIGTERM by PID (the origin drains on it), then SIGKILL if it has not exited in `grace`.
     pub async fn terminate(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
-        let pid = child.id().and_then(|id| i32::try_from(id).ok()).and_then(rustix::process::Pid::from_raw);
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
         if let Some(pid) = pid {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }

@@ -43,7 +43,9 @@ impl Machine {
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             loadavg_before: loadavg(),
             loadavg_after: None,
-            started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             duration_s: 0.0,
         }
     }
@@ -52,7 +54,12 @@ impl Machine {
 /// The first three fields of `/proc/loadavg`.
 pub fn loadavg() -> Option<String> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,7 +114,10 @@ fn errors(map: &BTreeMap<String, usize>) -> String {
     if map.is_empty() {
         return "none".into();
     }
-    map.iter().map(|(k, v)| format!("`{k}` ×{v}")).collect::<Vec<_>>().join(", ")
+    map.iter()
+        .map(|(k, v)| format!("`{k}` ×{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the old plan said for a user count: one Ollama, one request at a time, 5 s each, so
@@ -244,15 +254,21 @@ impl RunReport {
 
     fn load_md(&self, l: &LoadReport) -> String {
         let scale = self.settings.time_scale;
-        let mut out = String::from("| users | requests | answered | lost | interrupted | misses: TTFT p50 / p95 / p99 (field s) | misses: full p50 / p95 / p99 (field s) | cached answers: p50 / p99 end to end (run ms) | answered by: miss / edge / exact / semantic / coalesced | paraphrases answered from a cache | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        let mut out = String::from("| users | requests | answered | lost | interrupted | misses: TTFT p50 / p95 / p99 (field s) | misses: full p50 / p95 / p99 (field s) | cached answers: p50 / p99 end to end (run ms) | answered by: miss / edge / exact / semantic / coalesced | paraphrases answered from a cache | long-tail questions answered from a cache | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &l.steps {
             let layer = |k: &str| r.by_layer.get(k).map_or(0, |x| x.count);
-            let paraphrase = r.by_kind.get("paraphrase");
-            let para_hits = paraphrase.map_or(0, |k| ["edge", "exact", "semantic", "coalesced"].iter().map(|l| k.layers.get(*l).copied().unwrap_or(0)).sum());
-            let para_share = paraphrase.filter(|k| k.asked > 0).map(|k| para_hits as f64 / k.asked as f64);
+            let cached_share = |kind: &str| {
+                r.by_kind.get(kind).filter(|k| k.asked > 0).map(|k| {
+                    let hits: usize = ["edge", "exact", "semantic", "coalesced"]
+                        .iter()
+                        .map(|l| k.layers.get(*l).copied().unwrap_or(0))
+                        .sum();
+                    hits as f64 / k.asked as f64
+                })
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} / {} | {} / {} / {} / {} / {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} / {} / {} | {} / {} / {} | {} / {} | {} / {} / {} / {} / {} | {} | {} | {} |",
                 r.users,
                 r.outcomes.started,
                 r.outcomes.answered,
@@ -271,13 +287,14 @@ impl RunReport {
                 layer("exact"),
                 layer("semantic"),
                 layer("coalesced"),
-                pct(para_share),
+                pct(cached_share("paraphrase")),
+                pct(cached_share("tail")),
                 errors(&r.errors),
             );
         }
         let _ = writeln!(
             out,
-            "\nSemantic cache loaded on {} of {} origins. Long-tail questions dealt: {} of {}{}.",
+            "\nA long-tail question is asked once: one answered from a cache is a semantic false hit or a question the data sets hold twice in other words. Semantic cache loaded on {} of {} origins. Long-tail questions dealt: {} of {}{}.",
             l.semantic_ready,
             l.origins,
             l.tail_dealt,
@@ -289,21 +306,29 @@ impl RunReport {
 
     fn limit_md(&self, steps: &[StepReport]) -> String {
         let scale = self.settings.time_scale;
-        let mut out = String::from("| system | users | generations/min (field) | of the limit | slots busy | waiting inside a backend: mean / max | time with a backend oversubscribed | most in flight the origins believed on one backend |\n|---|---|---|---|---|---|---|---|\n");
+        let mut out = String::from("| system | users | generations/min (field) | of the limit | slots busy | generation time p50 / p95 (field s) | waiting inside a backend: mean / max | time with a backend oversubscribed | most in flight the origins believed on one backend |\n|---|---|---|---|---|---|---|---|---|\n");
         for r in steps {
             let u = &r.utilisation;
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} / {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
                 r.system,
                 r.users,
-                r.backend_generations_per_sec.map_or_else(|| "-".into(), |g| format!("{:.0}", g * 60.0 * scale)),
+                r.backend_generations_per_sec
+                    .map_or_else(|| "-".into(), |g| format!("{:.0}", g * 60.0 * scale)),
                 pct(r.limit_ratio),
                 pct(u.slot_utilisation),
-                u.mean_queued_in_backends.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
-                u.max_queued_in_backends.map_or_else(|| "-".into(), |v| v.to_string()),
+                field_s(r.generation.p50, scale),
+                field_s(r.generation.p95, scale),
+                u.mean_queued_in_backends
+                    .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+                u.max_queued_in_backends
+                    .map_or_else(|| "-".into(), |v| v.to_string()),
                 pct(u.share_of_time_oversubscribed),
-                u.max_origin_sum_per_backend.map_or_else(|| "-".into(), |v| format!("{v} (slots: {})", self.settings.slots)),
+                u.max_origin_sum_per_backend.map_or_else(
+                    || "-".into(),
+                    |v| format!("{v} (slots: {})", self.settings.slots)
+                ),
             );
         }
         out
@@ -335,9 +360,17 @@ impl RunReport {
                 errors(&r.errors),
             );
         }
+        out.push_str("\nWhere the generations ran, same steps:\n\n");
+        out.push_str(&self.limit_md(&c.steps));
         for f in &c.faults {
             for fault in &f.faults {
-                let _ = writeln!(out, "\n- {} at {} users: {}", f.system, f.users, fault_line(fault, scale));
+                let _ = writeln!(
+                    out,
+                    "\n- {} at {} users: {}",
+                    f.system,
+                    f.users,
+                    fault_line(fault, scale)
+                );
             }
         }
         out
@@ -361,13 +394,30 @@ impl RunReport {
                 errors(&c.lost_by_kind),
             );
         }
-        out.push_str("\nFaults and recovery (field seconds; detection: every origin, or Envoy, saw the component unhealthy; recovery: healthy again after the fault was lifted):\n\n");
+        let _ = write!(
+            out,
+            "\nFaults, in field seconds since the customers started (the measured window opens at t = {} s). Noticed: an origin (or Envoy, for an origin) first reported the component unhealthy; healthy again: every origin (or Envoy) reported it healthy after the fault was lifted.\n\n",
+            self.settings.ramp_s_field
+        );
         for c in &self.chaos {
             for f in &c.faults {
                 let _ = writeln!(out, "- {}: {}", c.kind.name(), fault_line(f, scale));
             }
             if let Some(s) = c.cache_hits_resumed_after_s {
-                let _ = writeln!(out, "- {}: first answer from the origin caches {:.1} s after Redis restarted", c.kind.name(), s / scale);
+                let _ = writeln!(
+                    out,
+                    "- {}: first answer from the origin caches {:.1} s after Redis restarted",
+                    c.kind.name(),
+                    s / scale
+                );
+            }
+            if c.slow_first_tokens > 0 {
+                let _ = writeln!(
+                    out,
+                    "- {}: {} answers got their first token only after the origins' first-token timeout (retried on another backend)",
+                    c.kind.name(),
+                    c.slow_first_tokens
+                );
             }
         }
         out
@@ -375,14 +425,22 @@ impl RunReport {
 }
 
 fn fault_line(f: &super::chaos::FaultRecord, scale: f64) -> String {
-    let s = |v: Option<f64>| v.map_or_else(|| "not seen".to_owned(), |v| format!("{:.1} s", v / scale));
-    format!(
-        "{} at {:.1} s; detected after {}; recovered {} after the fault was lifted",
-        f.what,
-        f.at_s / scale,
-        s(f.detected_after_s),
-        s(f.recovered_after_s)
-    )
+    let s = |v: Option<f64>| {
+        v.map_or_else(
+            || "never".to_owned(),
+            |v| format!("after {:.1} s", v / scale),
+        )
+    };
+    let mut line = format!("{} at t = {:.1} s", f.what, f.at_s / scale);
+    if f.watched {
+        let _ = write!(
+            line,
+            "; noticed {}; healthy again {} once lifted",
+            s(f.detected_after_s),
+            s(f.recovered_after_s)
+        );
+    }
+    line
 }
 
 fn overhead_md(o: &OverheadReport) -> String {
@@ -391,11 +449,28 @@ fn overhead_md(o: &OverheadReport) -> String {
         o.requests_per_path, o.concurrency, o.sim_ttft_ms, o.answer_tokens
     );
     for p in &o.paths {
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", p.path, ms(p.ttft.p50), ms(p.ttft.p99), ms(p.full.p50), ms(p.full.p99), p.failed);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            p.path,
+            ms(p.ttft.p50),
+            ms(p.ttft.p99),
+            ms(p.full.p50),
+            ms(p.full.p99),
+            p.failed
+        );
     }
-    out.push_str("\n| added to the first token vs the simulator directly | p50 | p99 |\n|---|---|---|\n");
+    out.push_str(
+        "\n| added to the first token vs the simulator directly | p50 | p99 |\n|---|---|---|\n",
+    );
     for a in &o.added {
-        let _ = writeln!(out, "| {} | {} ms | {} ms |", a.path, ms(a.p50_ms), ms(a.p99_ms));
+        let _ = writeln!(
+            out,
+            "| {} | {} ms | {} ms |",
+            a.path,
+            ms(a.p50_ms),
+            ms(a.p99_ms)
+        );
     }
     out
 }
@@ -412,12 +487,24 @@ mod tests {
             system: "LibriAssist".into(),
             users,
             window_s: 15.0,
-            outcomes: Outcomes { started: 10, answered: 9, lost: 1, interrupted: 0, unaccounted: 0 },
-            errors: [("http_503:overloaded".to_owned(), 1)].into_iter().collect(),
+            outcomes: Outcomes {
+                started: 10,
+                answered: 9,
+                lost: 1,
+                interrupted: 0,
+                unaccounted: 0,
+            },
+            errors: [("http_503:overloaded".to_owned(), 1)]
+                .into_iter()
+                .collect(),
             answers_per_min_field: 120.0,
             misses_per_min_field: 60.0,
             limit_ratio: Some(0.98),
-            all: Latency { count: 9, ttft: Summary::of([100.0, 200.0]), full: Summary::of([500.0, 600.0]) },
+            all: Latency {
+                count: 9,
+                ttft: Summary::of([100.0, 200.0]),
+                full: Summary::of([500.0, 600.0]),
+            },
             ..StepReport::default()
         }
     }
@@ -425,18 +512,33 @@ mod tests {
     fn report() -> RunReport {
         RunReport {
             command: "libriassist bench all --time-scale 0.1".into(),
-            settings: Settings { time_scale: 0.1, slots: 4, ..Settings::default() },
-            load: Some(LoadReport { steps: vec![step(10), step(100)], ..LoadReport::default() }),
+            settings: Settings {
+                time_scale: 0.1,
+                slots: 4,
+                ..Settings::default()
+            },
+            load: Some(LoadReport {
+                steps: vec![step(10), step(100)],
+                ..LoadReport::default()
+            }),
             chaos: vec![ChaosReport {
                 kind: ChaosKind::KillBackend,
                 users: 100,
                 step: step(100),
-                faults: vec![FaultRecord { what: "kill sim-0".into(), at_s: 2.0, lifted_at_s: Some(3.0), detected_after_s: Some(0.1), recovered_after_s: None }],
+                faults: vec![FaultRecord {
+                    what: "kill sim-0".into(),
+                    at_s: 2.0,
+                    lifted_at_s: Some(3.0),
+                    watched: true,
+                    detected_after_s: Some(0.1),
+                    recovered_after_s: None,
+                }],
                 lost_before_streaming: 0,
                 interrupted_after_streaming: 2,
                 error_events: 2,
                 lost_by_kind: BTreeMap::new(),
                 cache_hits_resumed_after_s: None,
+                slow_first_tokens: 0,
                 semantic_ready: 2,
             }],
             ..RunReport::default()
@@ -452,15 +554,26 @@ mod tests {
         assert!(wait.contains("| 100 | 8+ min |"));
         assert!(wait.contains("50-80 (150+ with a cache)"));
         assert!(blocks["limit"].contains("98.0%"));
-        assert!(!blocks.contains_key("compare"), "only what the run measured");
+        assert!(
+            !blocks.contains_key("compare"),
+            "only what the run measured"
+        );
     }
 
     #[test]
     fn chaos_table_shows_losses_and_recovery_in_field_seconds() {
         let blocks: BTreeMap<&str, String> = report().blocks().into_iter().collect();
         let chaos = &blocks["chaos"];
-        assert!(chaos.contains("| kill-backend | 100 | 10 | **0** | 2 | 2 |"), "{chaos}");
-        assert!(chaos.contains("kill sim-0 at 20.0 s; detected after 1.0 s; recovered not seen"));
+        assert!(
+            chaos.contains("| kill-backend | 100 | 10 | **0** | 2 | 2 |"),
+            "{chaos}"
+        );
+        assert!(
+            chaos.contains(
+                "kill sim-0 at t = 20.0 s; noticed after 1.0 s; healthy again never once lifted"
+            ),
+            "{chaos}"
+        );
     }
 
     #[test]
@@ -475,6 +588,12 @@ mod tests {
     #[test]
     fn old_plan_rule() {
         assert_eq!(old_plan(1).0, "5 s (same rule)");
-        assert_eq!(old_plan(200), ("17 min (same rule)".to_owned(), "100-150 (300+ with a cache)".to_owned()));
+        assert_eq!(
+            old_plan(200),
+            (
+                "17 min (same rule)".to_owned(),
+                "100-150 (300+ with a cache)".to_owned()
+            )
+        );
     }
 }

@@ -35,7 +35,14 @@ impl Ctx {
         let timing = SimTiming::calibrated(s.service_ms, s.ttft_ms, s.answer_tokens, scale);
         let tools = Tools::discover(s)?;
         let bank = super::corpus::load(&common.mix.examples, &common.mix.data)?;
-        Ok(Ctx { common: common.clone(), scale, timing, tools, bank, client: super::client::http_client() })
+        Ok(Ctx {
+            common: common.clone(),
+            scale,
+            timing,
+            tools,
+            bank,
+            client: super::client::http_client(),
+        })
     }
 
     /// The full stack of the field: Envoy + filter, the origins, Redis, the simulators.
@@ -57,7 +64,12 @@ impl Ctx {
 
     pub fn mix_settings(&self) -> MixSettings {
         let m = &self.common.mix;
-        MixSettings { popular_share: m.popular_share, paraphrase_share: m.paraphrase_share, zipf_s: m.zipf_s, seed: self.common.seed }
+        MixSettings {
+            popular_share: m.popular_share,
+            paraphrase_share: m.paraphrase_share,
+            zipf_s: m.zipf_s,
+            seed: self.common.seed,
+        }
     }
 
     /// # Errors
@@ -68,11 +80,17 @@ impl Ctx {
 
     /// Answers per run second the simulators can generate at most.
     pub fn capacity_per_sec(&self) -> f64 {
-        miss_capacity_per_sec(self.common.stack.sims * self.common.stack.slots, self.timing.service_secs())
+        miss_capacity_per_sec(
+            self.common.stack.sims * self.common.stack.slots,
+            self.timing.service_secs(),
+        )
     }
 
     pub fn ramp_field_secs(&self) -> u64 {
-        self.common.users.ramp_secs.unwrap_or(2 * self.common.users.think_ms / 1000)
+        self.common
+            .users
+            .ramp_secs
+            .unwrap_or(2 * self.common.users.think_ms / 1000)
     }
 
     /// One step of `users` customers, in run time.
@@ -88,14 +106,23 @@ impl Ctx {
             ramp: self.scale.of(Duration::from_secs(self.ramp_field_secs())),
             window: self.scale.of(Duration::from_secs(u.window_secs)),
             think_mean: self.scale.of(Duration::from_millis(u.think_ms)),
-            patience: Patience { first_token: give_up, stall: self.scale.of(Duration::from_secs(30)).max(Duration::from_secs(1)), total: give_up + service * 4 },
+            patience: Patience {
+                first_token: give_up,
+                stall: self
+                    .scale
+                    .of(Duration::from_secs(30))
+                    .max(Duration::from_secs(1)),
+                total: give_up + service * 4,
+            },
             stream,
         }
     }
 
     /// How often backends are sampled: every field second, not faster than 20 times a second.
     pub fn sample_every(&self) -> Duration {
-        self.scale.of(Duration::from_secs(1)).max(Duration::from_millis(50))
+        self.scale
+            .of(Duration::from_secs(1))
+            .max(Duration::from_millis(50))
     }
 }
 
@@ -108,25 +135,52 @@ pub struct StepTarget {
 }
 
 /// One measured step, with a fault injected during its window when `chaos` is given.
-pub async fn step(ctx: &Ctx, on: &StepTarget, mix: Arc<Mix>, plan: Plan, chaos: Option<(ChaosKind, Targets<'_>)>) -> (StepReport, StepRun, Vec<FaultRecord>) {
+pub async fn step(
+    ctx: &Ctx,
+    on: &StepTarget,
+    mix: Arc<Mix>,
+    plan: Plan,
+    chaos: Option<(ChaosKind, Targets<'_>)>,
+) -> (StepReport, StepRun, Vec<FaultRecord>) {
     let epoch = Instant::now();
-    let sampler = Sampler::spawn(on.sims.clone(), on.origins.clone(), ctx.sample_every(), epoch);
-    let window = (plan.ramp.as_secs_f64(), (plan.ramp + plan.window).as_secs_f64());
+    let sampler = Sampler::spawn(
+        on.sims.clone(),
+        on.origins.clone(),
+        ctx.sample_every(),
+        epoch,
+    );
+    let window = (
+        plan.ramp.as_secs_f64(),
+        (plan.ramp + plan.window).as_secs_f64(),
+    );
     let customers = users::run(&ctx.client, Arc::clone(&on.target), mix, plan, epoch);
     let (run, faults) = match chaos {
         Some((kind, targets)) => {
-            tokio::join!(customers, chaos::inject(kind, targets, window, epoch, ctx.scale.factor()))
+            tokio::join!(
+                customers,
+                chaos::inject(kind, targets, window, epoch, ctx.scale.factor())
+            )
         }
         None => (customers.await, Vec::new()),
     };
     let samples = sampler.stop().await;
-    let report = analyse(&on.target.name, plan.users, &run, &samples, ctx.scale, ctx.capacity_per_sec(), ctx.common.stack.slots);
+    let report = analyse(
+        &on.target.name,
+        plan.users,
+        &run,
+        &samples,
+        ctx.scale,
+        ctx.capacity_per_sec(),
+        ctx.common.stack.slots,
+    );
     (report, run, faults)
 }
 
 /// One line of progress on stderr: long runs should not look hung.
 pub fn progress(r: &StepReport) {
-    let ratio = r.limit_ratio.map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0));
+    let ratio = r
+        .limit_ratio
+        .map_or_else(|| "-".to_owned(), |x| format!("{:.0}%", x * 100.0));
     eprintln!(
         "[bench]   {:<22} {:>4} users: {:>4} started, {:>4} answered, {} lost, {} interrupted; {:.0} answers/min (field), miss limit {ratio}, TTFT p95 {:.0} ms",
         r.system,

@@ -35,7 +35,8 @@ impl Tools {
     pub fn discover(args: &StackArgs) -> Result<Tools, String> {
         let bin = match &args.bin {
             Some(b) => b.clone(),
-            None => std::env::current_exe().map_err(|e| format!("cannot find the libriassist binary ({e}); pass --bin"))?,
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find the libriassist binary ({e}); pass --bin"))?,
         };
         let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
         Ok(Tools {
@@ -66,7 +67,11 @@ fn envoy_binary() -> Option<PathBuf> {
     if let Some(p) = cache.map(|c| c.join("envoy")).filter(|p| p.is_file()) {
         return Some(p);
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("envoy")).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("envoy"))
+            .find(|p| p.is_file())
+    })
 }
 
 /// What to start.
@@ -108,7 +113,11 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 /// # Errors
 /// When it cannot be created.
 pub fn run_dir(label: &str) -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("libriassist-bench-{}-{}-{label}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed)));
+    let dir = std::env::temp_dir().join(format!(
+        "libriassist-bench-{}-{}-{label}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(dir)
 }
@@ -121,7 +130,16 @@ impl Stack {
     /// A process that cannot start or does not become ready; the message carries its log.
     pub async fn start(tools: &Tools, plan: StackPlan, label: &str) -> Result<Stack, String> {
         let dir = run_dir(label)?;
-        let mut stack = Stack { dir, sims: Vec::new(), redis: None, origins: Vec::new(), envoy: None, envoy_admin: None, semantic_ready: 0, plan };
+        let mut stack = Stack {
+            dir,
+            sims: Vec::new(),
+            redis: None,
+            origins: Vec::new(),
+            envoy: None,
+            envoy_admin: None,
+            semantic_ready: 0,
+            plan,
+        };
         for i in 0..stack.plan.sims {
             let sim = Proc::start(sim_spec(tools, &stack.dir, i, &stack.plan)?).await?;
             stack.sims.push(sim);
@@ -131,7 +149,18 @@ impl Stack {
             let spec = Spec {
                 name: "redis".into(),
                 program: tools.redis_server.clone(),
-                args: ["--bind", "127.0.0.1", "--port", &addr.port().to_string(), "--save", "", "--appendonly", "no"].map(String::from).to_vec(),
+                args: [
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &addr.port().to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]
+                .map(String::from)
+                .to_vec(),
                 env: Vec::new(),
                 addr,
                 ready: Ready::Tcp,
@@ -155,16 +184,32 @@ impl Stack {
 
     fn origin_spec(&self, tools: &Tools, i: usize) -> Result<Spec, String> {
         let addr = free_port()?;
-        let config = origin_config(&self.plan, addr, self.sim_urls(), self.redis.as_ref().map(|r| format!("redis://{}/0", r.addr())), tools.index.clone());
+        let config = origin_config(
+            &self.plan,
+            addr,
+            self.sim_urls(),
+            self.redis
+                .as_ref()
+                .map(|r| format!("redis://{}/0", r.addr())),
+            tools.index.clone(),
+        );
         let path = self.dir.join(format!("origin-{i}.toml"));
-        std::fs::write(&path, config.to_toml()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, config.to_toml())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(Spec {
             name: format!("origin-{i}"),
             program: tools.bin.clone(),
-            args: vec!["serve".into(), "--config".into(), path.display().to_string()],
+            args: vec![
+                "serve".into(),
+                "--config".into(),
+                path.display().to_string(),
+            ],
             env: vec![("RUST_LOG".into(), "warn,libriassist::cache=info".into())],
             addr,
-            ready: Ready::Http { url: format!("http://{addr}/readyz"), status: 200 },
+            ready: Ready::Http {
+                url: format!("http://{addr}/readyz"),
+                status: 200,
+            },
             log: self.dir.join(format!("origin-{i}.log")),
             ready_within: Duration::from_secs(60),
         })
@@ -178,9 +223,15 @@ impl Stack {
                 tools.wasm.display()
             ));
         }
-        let template = std::fs::read_to_string(&tools.template).map_err(|e| format!("cannot read {}: {e}", tools.template.display()))?;
+        let template = std::fs::read_to_string(&tools.template)
+            .map_err(|e| format!("cannot read {}: {e}", tools.template.display()))?;
         let (listen, admin) = (free_port()?, free_port()?);
-        let first = self.origins.first().ok_or("the edge needs at least one origin")?.addr().port();
+        let first = self
+            .origins
+            .first()
+            .ok_or("the edge needs at least one origin")?
+            .addr()
+            .port();
         let rendered = envoy::render(
             &template,
             &[
@@ -192,14 +243,36 @@ impl Stack {
                 ("FILTER_CONFIG", envoy::filter_config(self.plan.scale)),
             ],
         )?;
-        let others: Vec<u16> = self.origins.iter().skip(1).map(|o| o.addr().port()).collect();
-        let yaml = envoy::scale_periods(&envoy::add_endpoints(&rendered, first, &others)?, self.plan.scale)?;
+        let others: Vec<u16> = self
+            .origins
+            .iter()
+            .skip(1)
+            .map(|o| o.addr().port())
+            .collect();
+        let yaml = envoy::scale_periods(
+            &envoy::add_endpoints(&rendered, first, &others)?,
+            self.plan.scale,
+        )?;
         let path = self.dir.join("envoy-edge.yaml");
         std::fs::write(&path, yaml).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let admin_url = format!("http://{admin}");
-        let proc = Proc::start(envoy_spec(envoy_bin, &path, listen, &admin_url, self.dir.join("envoy-edge.log"), "envoy-edge")).await?;
+        let proc = Proc::start(envoy_spec(
+            envoy_bin,
+            &path,
+            listen,
+            &admin_url,
+            self.dir.join("envoy-edge.log"),
+            "envoy-edge",
+        ))
+        .await?;
         let ports: Vec<u16> = self.origins.iter().map(|o| o.addr().port()).collect();
-        wait_cluster_healthy(&admin_url, "libriassist_origin", &ports, Duration::from_secs(30)).await?;
+        wait_cluster_healthy(
+            &admin_url,
+            "libriassist_origin",
+            &ports,
+            Duration::from_secs(30),
+        )
+        .await?;
         self.envoy = Some(proc);
         self.envoy_admin = Some(admin_url);
         Ok(())
@@ -260,13 +333,23 @@ fn sim_spec(tools: &Tools, dir: &Path, i: usize, plan: &StackPlan) -> Result<Spe
         ],
         env: vec![("RUST_LOG".into(), "warn".into())],
         addr,
-        ready: Ready::Http { url: format!("http://{addr}/api/version"), status: 200 },
+        ready: Ready::Http {
+            url: format!("http://{addr}/api/version"),
+            status: 200,
+        },
         log: dir.join(format!("sim-{i}.log")),
         ready_within: Duration::from_secs(20),
     })
 }
 
-fn envoy_spec(bin: &Path, config: &Path, listen: std::net::SocketAddr, admin_url: &str, log: PathBuf, name: &str) -> Spec {
+fn envoy_spec(
+    bin: &Path,
+    config: &Path,
+    listen: std::net::SocketAddr,
+    admin_url: &str,
+    log: PathBuf,
+    name: &str,
+) -> Spec {
     Spec {
         name: name.into(),
         program: bin.to_owned(),
@@ -281,7 +364,10 @@ fn envoy_spec(bin: &Path, config: &Path, listen: std::net::SocketAddr, admin_url
         ],
         env: Vec::new(),
         addr: listen,
-        ready: Ready::Http { url: format!("{admin_url}/ready"), status: 200 },
+        ready: Ready::Http {
+            url: format!("{admin_url}/ready"),
+            status: 200,
+        },
         log,
         ready_within: Duration::from_secs(30),
     }
@@ -289,7 +375,13 @@ fn envoy_spec(bin: &Path, config: &Path, listen: std::net::SocketAddr, admin_url
 
 /// The configuration each origin runs with: the shipped defaults, pointed at this stack, with
 /// every period and timeout scaled with the run.
-pub fn origin_config(plan: &StackPlan, listen: std::net::SocketAddr, sims: Vec<String>, redis: Option<String>, index: Option<PathBuf>) -> Config {
+pub fn origin_config(
+    plan: &StackPlan,
+    listen: std::net::SocketAddr,
+    sims: Vec<String>,
+    redis: Option<String>,
+    index: Option<PathBuf>,
+) -> Config {
     let s = plan.scale;
     let mut c = Config::default();
     c.server.listen = listen;
@@ -304,7 +396,12 @@ pub fn origin_config(plan: &StackPlan, listen: std::net::SocketAddr, sims: Vec<S
     b.health_interval_ms = s.ms(b.health_interval_ms, 20);
     b.base_backoff_ms = s.ms(b.base_backoff_ms, 10);
     b.max_backoff_ms = s.ms(b.max_backoff_ms, 10);
-    c.generation.num_predict = plan.timing.answer_tokens;
+    // An answer that reaches the budget is treated as cut and not cached; the simulated model
+    // must end its answers itself, as real ones mostly do.
+    c.generation.num_predict = c
+        .generation
+        .num_predict
+        .max(plan.timing.answer_tokens.saturating_add(1));
     c.cache.enabled = plan.caches;
     c.cache.semantic.enabled = plan.caches;
     c.cache.redis_url = redis;
@@ -318,7 +415,9 @@ async fn wait_semantic(origins: &[Proc], limit: Duration) -> usize {
     loop {
         let ready = origins
             .iter()
-            .filter(|o| std::fs::read_to_string(o.log()).is_ok_and(|l| l.contains("semantic cache ready")))
+            .filter(|o| {
+                std::fs::read_to_string(o.log()).is_ok_and(|l| l.contains("semantic cache ready"))
+            })
             .count();
         if ready == origins.len() || Instant::now() >= deadline {
             return ready;
@@ -331,19 +430,32 @@ async fn wait_semantic(origins: &[Proc], limit: Duration) -> usize {
 ///
 /// # Errors
 /// When that takes longer than `limit`.
-pub async fn wait_cluster_healthy(admin: &str, cluster: &str, ports: &[u16], limit: Duration) -> Result<Duration, String> {
+pub async fn wait_cluster_healthy(
+    admin: &str,
+    cluster: &str,
+    ports: &[u16],
+    limit: Duration,
+) -> Result<Duration, String> {
     let started = Instant::now();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|e| e.to_string())?;
     loop {
         let text = match client.get(format!("{admin}/clusters")).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        if ports.iter().all(|p| cluster_host_healthy(&text, cluster, *p)) {
+        if ports
+            .iter()
+            .all(|p| cluster_host_healthy(&text, cluster, *p))
+        {
             return Ok(started.elapsed());
         }
         if started.elapsed() >= limit {
-            return Err(format!("Envoy did not see every {cluster} host healthy within {limit:?}"));
+            return Err(format!(
+                "Envoy did not see every {cluster} host healthy within {limit:?}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -352,14 +464,23 @@ pub async fn wait_cluster_healthy(admin: &str, cluster: &str, ports: &[u16], lim
 /// Whether Envoy's `/clusters` text lists `cluster`'s host on `port` as healthy.
 pub fn cluster_host_healthy(text: &str, cluster: &str, port: u16) -> bool {
     let prefix = format!("{cluster}::127.0.0.1:{port}::health_flags::");
-    text.lines().any(|l| l.strip_prefix(&prefix).is_some_and(|flags| flags.trim() == "healthy"))
+    text.lines().any(|l| {
+        l.strip_prefix(&prefix)
+            .is_some_and(|flags| flags.trim() == "healthy")
+    })
 }
 
 /// Envoy alone in front of the simulators, with `policy`.
 ///
 /// # Errors
 /// Envoy missing, or not seeing the simulators healthy in time.
-pub async fn start_plain(tools: &Tools, dir: &Path, sims: &[Proc], policy: Policy, scale: Scale) -> Result<(Proc, String), String> {
+pub async fn start_plain(
+    tools: &Tools,
+    dir: &Path,
+    sims: &[Proc],
+    policy: Policy,
+    scale: Scale,
+) -> Result<(Proc, String), String> {
     let envoy_bin = tools.envoy()?;
     let (listen, admin) = (free_port()?, free_port()?);
     let ports: Vec<u16> = sims.iter().map(|s| s.addr().port()).collect();
@@ -368,9 +489,21 @@ pub async fn start_plain(tools: &Tools, dir: &Path, sims: &[Proc], policy: Polic
         Policy::RoundRobin => "envoy-round-robin",
     };
     let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, envoy::plain_balancer(listen.port(), admin.port(), &ports, policy, scale)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(
+        &path,
+        envoy::plain_balancer(listen.port(), admin.port(), &ports, policy, scale),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let admin_url = format!("http://{admin}");
-    let proc = Proc::start(envoy_spec(envoy_bin, &path, listen, &admin_url, dir.join(format!("{name}.log")), name)).await?;
+    let proc = Proc::start(envoy_spec(
+        envoy_bin,
+        &path,
+        listen,
+        &admin_url,
+        dir.join(format!("{name}.log")),
+        name,
+    ))
+    .await?;
     wait_cluster_healthy(&admin_url, "ollama", &ports, Duration::from_secs(30)).await?;
     Ok((proc, admin_url))
 }
@@ -397,13 +530,25 @@ mod tests {
     #[test]
     fn origin_config_scales_timeouts_and_keeps_the_rest() {
         let addr = "127.0.0.1:1".parse().unwrap();
-        let c = origin_config(&plan(0.1), addr, vec!["http://127.0.0.1:2".into()], Some("redis://127.0.0.1:3/0".into()), None);
+        let c = origin_config(
+            &plan(0.1),
+            addr,
+            vec!["http://127.0.0.1:2".into()],
+            Some("redis://127.0.0.1:3/0".into()),
+            None,
+        );
         let d = Config::default();
         assert_eq!(c.backends.queue_timeout_ms, 6_000);
-        assert_eq!(c.backends.first_token_timeout_ms, d.backends.first_token_timeout_ms / 10);
+        assert_eq!(
+            c.backends.first_token_timeout_ms,
+            d.backends.first_token_timeout_ms / 10
+        );
         assert_eq!(c.backends.health_interval_ms, 200);
         assert_eq!(c.backends.queue_max, d.backends.queue_max);
-        assert_eq!(c.generation.num_predict, 200);
+        assert_eq!(
+            c.generation.num_predict, 201,
+            "above the 200-token answers of this plan"
+        );
         // What the origin will read back is what was meant.
         let back: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);

@@ -12,7 +12,11 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
-    let p = if p.is_nan() { 100.0 } else { p.clamp(0.0, 100.0) };
+    let p = if p.is_nan() {
+        100.0
+    } else {
+        p.clamp(0.0, 100.0)
+    };
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
@@ -64,7 +68,11 @@ mod tests {
     fn small_sets_report_real_samples() {
         let v = [10.0, 20.0, 30.0];
         assert_eq!(percentile(&v, 50.0), Some(20.0));
-        assert_eq!(percentile(&v, 99.0), Some(30.0), "p99 of 3 samples is the maximum");
+        assert_eq!(
+            percentile(&v, 99.0),
+            Some(30.0),
+            "p99 of 3 samples is the maximum"
+        );
         assert_eq!(percentile(&[7.0], 1.0), Some(7.0));
         assert_eq!(percentile(&[], 50.0), None);
         assert_eq!(percentile(&v, 250.0), Some(30.0));

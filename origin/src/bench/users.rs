@@ -59,7 +59,13 @@ pub struct StepRun {
 }
 
 /// Runs `plan.users` customers against `target` and returns every request they made.
-pub async fn run(client: &reqwest::Client, target: Arc<Target>, mix: Arc<Mix>, plan: Plan, epoch: Instant) -> StepRun {
+pub async fn run(
+    client: &reqwest::Client,
+    target: Arc<Target>,
+    mix: Arc<Mix>,
+    plan: Plan,
+    epoch: Instant,
+) -> StepRun {
     let window_start = plan.ramp;
     let end = epoch + plan.ramp + plan.window;
     let started = Arc::new(AtomicUsize::new(0));
@@ -78,8 +84,13 @@ pub async fn run(client: &reqwest::Client, target: Arc<Target>, mix: Arc<Mix>, p
             while Instant::now() < end {
                 let question = mix.draw(&mut rng);
                 started.fetch_add(1, Ordering::Relaxed);
-                let exchange = ask(&client, &target, &question.text, &ip, plan.patience, epoch).await;
-                records.push(Recorded { user, kind: question.kind, exchange });
+                let exchange =
+                    ask(&client, &target, &question.text, &ip, plan.patience, epoch).await;
+                records.push(Recorded {
+                    user,
+                    kind: question.kind,
+                    exchange,
+                });
                 let think = think_time(&mut rng, plan.think_mean);
                 let left = end.saturating_duration_since(Instant::now());
                 tokio::time::sleep(think.min(left)).await;
@@ -96,7 +107,10 @@ pub async fn run(client: &reqwest::Client, target: Arc<Target>, mix: Arc<Mix>, p
     }
     records.sort_by(|a, b| a.exchange.started_s.total_cmp(&b.exchange.started_s));
     StepRun {
-        window: (window_start.as_secs_f64(), (plan.ramp + plan.window).as_secs_f64()),
+        window: (
+            window_start.as_secs_f64(),
+            (plan.ramp + plan.window).as_secs_f64(),
+        ),
         records,
         started: started.load(Ordering::Relaxed),
     }

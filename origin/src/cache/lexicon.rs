@@ -37,6 +37,13 @@ pub const FRENCH_STOP_WORDS: &[&str] = &[
     "dois", "doit", "devons", "devez", "doivent", "devrais", "devrait", "devrions", "devriez", "faut", "falloir",
     "faudrait", "savoir", "sais", "sait", "savez", "savons", "saurais", "faire", "fais", "fait", "faisons", "faites",
     "font", "ferai", "fera", "ferais", "ferait",
+    // light verbs of offer, existence and definition: "Proposez-vous X ?" asks what "Avez-vous
+    // X ?" and "Existe-t-il X ?" ask, "En quoi consiste X ?" what "Qu'est-ce que X ?" asks
+    "proposer", "propose", "proposes", "proposez", "proposons", "proposent", "proposé", "proposée", "proposés",
+    "proposées", "disposer", "dispose", "disposez", "existe", "existent", "exister", "consiste", "consistent",
+    "signifie", "signifient", "désigne", "appelle",
+    // quantifiers
+    "plusieurs", "beaucoup", "peu", "divers", "diverses", "différents", "différentes",
 ];
 
 pub const ENGLISH_STOP_WORDS: &[&str] = &[
@@ -83,24 +90,6 @@ pub const ORDINAL_WORDS: &[(&str, u64)] = &[
     ("dernière", u64::MAX), ("last", u64::MAX),
 ];
 
-/// Opposites that do not share a root. Opposites formed with a prefix (activer/désactiver,
-/// abonner/désabonner, lock/unlock) are caught by rule in `guards.rs` instead of being listed.
-pub const ANTONYMS: &[(&str, &str)] = &[
-    ("ajouter", "supprimer"), ("ajouter", "retirer"), ("ajouter", "enlever"), ("ouvrir", "fermer"),
-    ("accepter", "refuser"), ("acheter", "vendre"), ("avant", "après"), ("entrée", "sortie"), ("début", "fin"),
-    ("augmenter", "diminuer"), ("augmenter", "baisser"), ("gagner", "perdre"), ("envoyer", "recevoir"),
-    ("minimum", "maximum"), ("plus", "moins"), ("monter", "descendre"), ("allumer", "éteindre"), ("gratuit", "payant"),
-    ("emprunter", "prêter"), ("commander", "annuler"), ("valider", "annuler"),
-    ("confirmer", "annuler"), ("autoriser", "interdire"), ("matin", "soir"), ("jour", "nuit"), ("hier", "demain"),
-    ("add", "remove"), ("add", "delete"), ("open", "close"), ("buy", "sell"), ("accept", "decline"),
-    ("accept", "reject"), ("increase", "decrease"), ("before", "after"), ("send", "receive"), ("enable", "disable"),
-    ("start", "stop"), ("allow", "block"),
-];
-
-/// Prefixes that turn a word into its opposite or into another word: a question that differs
-/// from a cached one only by such a prefix is never the same question.
-pub const OPPOSITE_PREFIXES: &[&str] = &["dés", "des", "dé", "de", "dis", "in", "im", "ir", "il", "mé", "non", "anti", "un", "re", "ré"];
-
 /// Subject pronouns found after an inverted verb ("Livrez-vous", "Peut-on", "Est-ce"): the word
 /// before them is a verb, not a name, even when it starts the sentence with a capital.
 pub const INVERTED_PRONOUNS: &[&str] = &["je", "tu", "il", "elle", "on", "nous", "vous", "ils", "elles", "t", "ce"];
@@ -118,3 +107,39 @@ pub const ENGLISH_MARKERS: &[&str] = &[
     "can", "could", "would", "should", "will", "to", "of", "and", "for", "with", "have", "has", "get", "it", "this",
     "that", "not", "there", "be", "am", "was", "been", "from",
 ];
+
+/// Words customers use for the same thing, compared as one: a question that says "frais" where
+/// the cached one says "prix" is not a different question. Kept to near-synonyms of the
+/// bookstore's domain; a word listed here must not also be the opposite of another in its
+/// group. Compared by stem, so listing one form of a word covers its inflections.
+pub const SYNONYMS: &[&[&str]] = &[
+    &["livraison", "livrer", "expédier", "expédition", "acheminer", "acheminement"],
+    &["prix", "coût", "coûter", "tarif", "frais", "montant"],
+    &["payer", "régler", "paiement", "règlement"],
+    &["retour", "retourner", "renvoyer", "renvoi"],
+    &["modifier", "changer", "modification", "changement", "rectifier"],
+    &["magasin", "boutique", "librairie"],
+    &["remise", "réduction", "rabais", "ristourne"],
+    &["contacter", "joindre", "contact"],
+    &["abîmé", "abîmer", "endommagé", "endommager", "détérioré", "cassé"],
+    &["numérique"],
+    &["réserver", "réservation"],
+    &["annuler", "annulation"],
+    &["télécharger", "téléchargement"],
+    &["rembourser", "remboursement"],
+    &["vendre", "vente", "vendu"],
+    &["gratuit", "gratuite", "gratuitement", "offert", "offerte", "offerts", "offertes"],
+    &["ouvrir", "ouverture", "ouvert", "ouverte", "ouverts"],
+    &["horaire", "horaires", "heure", "heures"],
+    &["délai", "délais", "durée"],
+    &["trouver", "situer", "situé", "située", "situés"],
+    &["garer", "stationner", "stationnement", "parking"],
+    &["abonner", "abonnement"],
+    &["inscrire", "inscription"],
+    &["facture", "facturation"],
+    &["minimum", "minimal", "minimale"],
+    &["maximum", "maximal", "maximale"],
+];
+
+/// Words that stand for two topic words: "ebook" is "livre numérique".
+pub const EXPANSIONS: &[(&str, &[&str])] = &[("ebook", &["livre", "numérique"]), ("ebooks", &["livre", "numérique"])];

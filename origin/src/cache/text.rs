@@ -10,8 +10,8 @@
 //! Pure functions, no allocation-heavy models: an analysis takes microseconds.
 
 use super::lexicon::{
-    DECISIVE_INTERROGATIVES, ENGLISH_MARKERS, ENGLISH_STOP_WORDS, FRENCH_MARKERS, FRENCH_STOP_WORDS, INVERTED_PRONOUNS,
-    NEGATION_MARKERS, NUMBER_WORDS, ORDINAL_WORDS,
+    DECISIVE_INTERROGATIVES, ENGLISH_MARKERS, ENGLISH_STOP_WORDS, EXPANSIONS, FRENCH_MARKERS, FRENCH_STOP_WORDS,
+    INVERTED_PRONOUNS, NEGATION_MARKERS, NUMBER_WORDS, ORDINAL_WORDS, SYNONYMS,
 };
 use rust_stemmers::{Algorithm, Stemmer};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -127,6 +127,9 @@ struct Lexicon {
     ordinals: HashMap<String, u64>,
     french: HashSet<String>,
     english: HashSet<String>,
+    /// Folded word or stem -> the stem standing for its synonym group.
+    synonyms: HashMap<String, String>,
+    expansions: HashMap<String, Vec<String>>,
 }
 
 fn lexicon() -> &'static Lexicon {
@@ -143,6 +146,14 @@ fn lexicon() -> &'static Lexicon {
             ordinals: ORDINAL_WORDS.iter().map(|(w, v)| (fold(w), *v)).collect(),
             french: set(FRENCH_MARKERS),
             english: set(ENGLISH_MARKERS),
+            synonyms: SYNONYMS
+                .iter()
+                .flat_map(|group| {
+                    let canonical = stem(group[0], Some(Language::French));
+                    group.iter().flat_map(move |w| [(fold(w), canonical.clone()), (stem(w, Some(Language::French)), canonical.clone())])
+                })
+                .collect(),
+            expansions: EXPANSIONS.iter().map(|(w, parts)| (fold(w), parts.iter().map(|p| (*p).to_owned()).collect())).collect(),
         }
     })
 }
@@ -222,11 +233,21 @@ impl Analysis {
             }
             // One-letter leftovers ("e" of "e-book") carry nothing.
             if t.folded.chars().count() > 1 {
-                content.insert(word_stem);
+                match lex.expansions.get(&t.folded) {
+                    Some(parts) => content.extend(parts.iter().map(|p| topic(lex, &fold(p), &stem(p, language)))),
+                    None => {
+                        content.insert(topic(lex, &t.folded, &word_stem));
+                    }
+                }
             }
         }
         Analysis { language, negated, numbers, names, vocabulary, content, interrogatives }
     }
+}
+
+/// The stem a topic word is compared by: its synonym group's, or its own.
+fn topic(lex: &Lexicon, folded: &str, word_stem: &str) -> String {
+    lex.synonyms.get(folded).or_else(|| lex.synonyms.get(word_stem)).cloned().unwrap_or_else(|| word_stem.to_owned())
 }
 
 fn starts_uppercase(word: &str) -> bool {

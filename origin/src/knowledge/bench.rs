@@ -72,7 +72,10 @@ pub struct BenchReport {
 ///
 /// # Errors
 /// Unreadable inputs, a model that does not load, or an index failure.
-pub async fn run(options: &BenchOptions, embedding: &EmbeddingConfig) -> Result<BenchReport, KnowledgeError> {
+pub async fn run(
+    options: &BenchOptions,
+    embedding: &EmbeddingConfig,
+) -> Result<BenchReport, KnowledgeError> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
     let embedder = Embedder::load(embedding)?;
@@ -113,7 +116,13 @@ pub async fn run(options: &BenchOptions, embedding: &EmbeddingConfig) -> Result<
     }
     let query_embedding = latency(embed_times);
 
-    let example = measure(&example_dir, example_build, &questions, &query_vectors, options.repeats)?;
+    let example = measure(
+        &example_dir,
+        example_build,
+        &questions,
+        &query_vectors,
+        options.repeats,
+    )?;
 
     let synthetic = if options.synthetic > 0 {
         let index = index::load(&example_dir)?;
@@ -122,7 +131,13 @@ pub async fn run(options: &BenchOptions, embedding: &EmbeddingConfig) -> Result<
         write_synthetic(&dir, &index, options.synthetic)?;
         let build_seconds = built.elapsed().as_secs_f64();
         drop(index);
-        Some(measure(&dir, build_seconds, &questions, &query_vectors, options.repeats.div_ceil(10).max(1))?)
+        Some(measure(
+            &dir,
+            build_seconds,
+            &questions,
+            &query_vectors,
+            options.repeats.div_ceil(10).max(1),
+        )?)
     } else {
         None
     };
@@ -148,21 +163,41 @@ fn read_questions(path: &Path) -> Result<Vec<String>, KnowledgeError> {
     struct Q {
         question: String,
     }
-    let text = std::fs::read_to_string(path).map_err(|source| KnowledgeError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KnowledgeError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let q: Q = serde_json::from_str(line)
-            .map_err(|e| KnowledgeError::Parse { path: path.to_owned(), line: Some(i + 1), message: e.to_string() })?;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let q: Q = serde_json::from_str(line).map_err(|e| KnowledgeError::Parse {
+            path: path.to_owned(),
+            line: Some(i + 1),
+            message: e.to_string(),
+        })?;
         out.push(q.question);
     }
     if out.is_empty() {
-        return Err(KnowledgeError::Parse { path: path.to_owned(), line: None, message: "no question".into() });
+        return Err(KnowledgeError::Parse {
+            path: path.to_owned(),
+            line: None,
+            message: "no question".into(),
+        });
     }
     Ok(out)
 }
 
 /// Loads the index in `dir` and times each search method over the questions.
-fn measure(dir: &Path, build_seconds: f64, questions: &[String], vectors: &[Vec<f32>], repeats: usize) -> Result<CorpusBench, KnowledgeError> {
+fn measure(
+    dir: &Path,
+    build_seconds: f64,
+    questions: &[String],
+    vectors: &[Vec<f32>],
+    repeats: usize,
+) -> Result<CorpusBench, KnowledgeError> {
     let started = Instant::now();
     let index = index::load(dir)?;
     let load_seconds = started.elapsed().as_secs_f64();
@@ -198,7 +233,11 @@ fn write_synthetic(dir: &Path, example: &LoadedIndex, n: usize) -> Result<(), Kn
     let mut vocabulary: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for c in &example.chunks {
-        for w in c.text.split(|ch: char| !ch.is_alphanumeric()).filter(|w| w.chars().count() > 1) {
+        for w in c
+            .text
+            .split(|ch: char| !ch.is_alphanumeric())
+            .filter(|w| w.chars().count() > 1)
+        {
             if seen.insert(w.to_lowercase()) {
                 vocabulary.push(w.to_lowercase());
             }
@@ -225,7 +264,9 @@ fn write_synthetic(dir: &Path, example: &LoadedIndex, n: usize) -> Result<(), Kn
         let mut text = String::new();
         for _ in 0..words {
             let x = rng.random::<f64>() * total;
-            let r = cumulative.partition_point(|&c| c < x).min(vocabulary.len() - 1);
+            let r = cumulative
+                .partition_point(|&c| c < x)
+                .min(vocabulary.len() - 1);
             if !text.is_empty() {
                 text.push(' ');
             }
@@ -240,8 +281,16 @@ fn write_synthetic(dir: &Path, example: &LoadedIndex, n: usize) -> Result<(), Kn
             text,
         });
         let base = example.dense.row(i % example.dense.len()).unwrap_or(&[]);
-        let mut v: Vec<f32> = base.iter().map(|x| x + rng.random_range(-0.05f32..0.05)).collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+        let mut v: Vec<f32> = base
+            .iter()
+            .map(|x| x + rng.random_range(-0.05f32..0.05))
+            .collect();
+        let norm = v
+            .iter()
+            .map(|x| x * x)
+            .sum::<f32>()
+            .sqrt()
+            .max(f32::MIN_POSITIVE);
         v.iter_mut().for_each(|x| *x /= norm);
         data.extend_from_slice(&v);
     }
@@ -269,11 +318,17 @@ fn latency(mut ms: Vec<f64>) -> Latency {
         let i = ((ms.len() as f64 - 1.0) * q).round() as usize;
         (ms[i.min(ms.len() - 1)] * 1000.0).round() / 1000.0
     };
-    Latency { p50_ms: at(0.50), p99_ms: at(0.99), samples: ms.len() }
+    Latency {
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        samples: ms.len(),
+    }
 }
 
 fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| match e.metadata() {
@@ -339,6 +394,9 @@ pub fn to_markdown(r: &BenchReport) -> String {
     if let Some(s) = &r.synthetic {
         row("synthetic", s);
     }
-    out.push_str(&format!("\nPeak RSS of the run: {:.0} MiB.\n", r.peak_rss_mib));
+    out.push_str(&format!(
+        "\nPeak RSS of the run: {:.0} MiB.\n",
+        r.peak_rss_mib
+    ));
     out
 }

@@ -21,9 +21,12 @@ use tantivy::collector::TopDocs;
 use tantivy::columnar::Column;
 use tantivy::directory::RamDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+};
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer,
 };
 use tantivy::{Directory, Index, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
@@ -55,7 +58,8 @@ impl Analyzer {
 
     pub fn text_analyzer(self) -> TextAnalyzer {
         // The French list ships with tantivy's `stopwords` feature; it is always enabled here.
-        let stop = StopWordFilter::new(Language::French).unwrap_or_else(|| StopWordFilter::remove(Vec::new()));
+        let stop = StopWordFilter::new(Language::French)
+            .unwrap_or_else(|| StopWordFilter::remove(Vec::new()));
         let base = TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(40))
             .filter(LowerCaser)
@@ -87,7 +91,9 @@ fn schema() -> (Schema, Field, Field) {
     let mut builder = Schema::builder();
     // Frequencies but no positions: BM25 needs no phrase queries, and positions would double
     // the index.
-    let indexing = TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqs);
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(TOKENIZER)
+        .set_index_option(IndexRecordOption::WithFreqs);
     let text = builder.add_text_field(TEXT, TextOptions::default().set_indexing_options(indexing));
     let ord = builder.add_u64_field(ORD, NumericOptions::default().set_fast());
     (builder.build(), text, ord)
@@ -97,15 +103,29 @@ fn schema() -> (Schema, Field, Field) {
 ///
 /// # Errors
 /// Any tantivy or file-system failure.
-pub fn build<'a>(dir: &Path, analyzer: Analyzer, texts: impl Iterator<Item = &'a str>) -> Result<(), KnowledgeError> {
-    std::fs::create_dir_all(dir).map_err(|source| KnowledgeError::Write { path: dir.to_owned(), source })?;
+pub fn build<'a>(
+    dir: &Path,
+    analyzer: Analyzer,
+    texts: impl Iterator<Item = &'a str>,
+) -> Result<(), KnowledgeError> {
+    std::fs::create_dir_all(dir).map_err(|source| KnowledgeError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
     let (schema, text, ord) = schema();
     let index = Index::create_in_dir(dir, schema)?;
-    index.tokenizers().register(TOKENIZER, analyzer.text_analyzer());
+    index
+        .tokenizers()
+        .register(TOKENIZER, analyzer.text_analyzer());
     fill(&index, text, ord, texts)
 }
 
-fn fill<'a>(index: &Index, text: Field, ord: Field, texts: impl Iterator<Item = &'a str>) -> Result<(), KnowledgeError> {
+fn fill<'a>(
+    index: &Index,
+    text: Field,
+    ord: Field,
+    texts: impl Iterator<Item = &'a str>,
+) -> Result<(), KnowledgeError> {
     let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_MEMORY)?;
     for (i, t) in texts.enumerate() {
         let mut doc = TantivyDocument::default();
@@ -135,7 +155,10 @@ pub struct Bm25Index {
 
 impl std::fmt::Debug for Bm25Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bm25Index").field("docs", &self.searcher.num_docs()).field("analyzer", &self.analyzer).finish()
+        f.debug_struct("Bm25Index")
+            .field("docs", &self.searcher.num_docs())
+            .field("analyzer", &self.analyzer)
+            .finish()
     }
 }
 
@@ -144,7 +167,10 @@ impl Bm25Index {
     ///
     /// # Errors
     /// Missing or inconsistent tantivy files.
-    pub fn from_files(files: Vec<(String, Vec<u8>)>, analyzer: Analyzer) -> Result<Bm25Index, KnowledgeError> {
+    pub fn from_files(
+        files: Vec<(String, Vec<u8>)>,
+        analyzer: Analyzer,
+    ) -> Result<Bm25Index, KnowledgeError> {
         let dir = RamDirectory::create();
         for (name, bytes) in files {
             dir.atomic_write(Path::new(&name), &bytes)
@@ -158,26 +184,43 @@ impl Bm25Index {
     ///
     /// # Errors
     /// Any tantivy failure.
-    pub fn in_memory<'a>(analyzer: Analyzer, texts: impl Iterator<Item = &'a str>) -> Result<Bm25Index, KnowledgeError> {
+    pub fn in_memory<'a>(
+        analyzer: Analyzer,
+        texts: impl Iterator<Item = &'a str>,
+    ) -> Result<Bm25Index, KnowledgeError> {
         let (schema, text, ord) = schema();
         let index = Index::create_in_ram(schema);
-        index.tokenizers().register(TOKENIZER, analyzer.text_analyzer());
+        index
+            .tokenizers()
+            .register(TOKENIZER, analyzer.text_analyzer());
         fill(&index, text, ord, texts)?;
         Self::open(index, analyzer)
     }
 
     fn open(index: Index, analyzer: Analyzer) -> Result<Bm25Index, KnowledgeError> {
-        index.tokenizers().register(TOKENIZER, analyzer.text_analyzer());
+        index
+            .tokenizers()
+            .register(TOKENIZER, analyzer.text_analyzer());
         let schema = index.schema();
-        let text = schema.get_field(TEXT).map_err(|_| KnowledgeError::FullText(format!("no field {TEXT:?}")))?;
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        let text = schema
+            .get_field(TEXT)
+            .map_err(|_| KnowledgeError::FullText(format!("no field {TEXT:?}")))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
         let searcher = reader.searcher();
         let ords = searcher
             .segment_readers()
             .iter()
             .map(|s| s.fast_fields().u64(ORD))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Bm25Index { searcher, text, ords, analyzer })
+        Ok(Bm25Index {
+            searcher,
+            text,
+            ords,
+            analyzer,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -205,19 +248,30 @@ impl Bm25Index {
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
             .map(|t| {
-                let q: Box<dyn Query> =
-                    Box::new(TermQuery::new(Term::from_field_text(self.text, t), IndexRecordOption::WithFreqs));
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(self.text, t),
+                    IndexRecordOption::WithFreqs,
+                ));
                 (Occur::Should, q)
             })
             .collect();
         let query = BooleanQuery::new(clauses);
-        let top = self.searcher.search(&query, &TopDocs::with_limit(k).order_by_score())?;
+        let top = self
+            .searcher
+            .search(&query, &TopDocs::with_limit(k).order_by_score())?;
         let mut out = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let ord = self.ords.get(address.segment_ord as usize).and_then(|c| c.first(address.doc_id));
+            let ord = self
+                .ords
+                .get(address.segment_ord as usize)
+                .and_then(|c| c.first(address.doc_id));
             match ord.and_then(|o| u32::try_from(o).ok()) {
                 Some(o) => out.push((o, score)),
-                None => return Err(KnowledgeError::FullText("a document has no passage number".into())),
+                None => {
+                    return Err(KnowledgeError::FullText(
+                        "a document has no passage number".into(),
+                    ))
+                }
             }
         }
         Ok(out)
@@ -247,7 +301,9 @@ mod tests {
         ];
         let index = Bm25Index::in_memory(Analyzer::FrenchFolded, texts.iter().copied()).unwrap();
         assert_eq!(index.len(), 4);
-        let hits = index.search("livraison: frais? \"gratuite\" AND (", 10).unwrap();
+        let hits = index
+            .search("livraison: frais? \"gratuite\" AND (", 10)
+            .unwrap();
         let ords: Vec<u32> = hits.iter().map(|h| h.0).collect();
         assert_eq!(ords, [0, 3]);
         assert!(hits[0].1 > hits[1].1);
@@ -261,7 +317,9 @@ mod tests {
     fn built_on_disk_then_loaded_from_bytes() {
         let dir = std::env::temp_dir().join(format!("libriassist-bm25-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let texts: Vec<String> = (0..500).map(|i| format!("passage numéro {i} sur le thème {}", i % 7)).collect();
+        let texts: Vec<String> = (0..500)
+            .map(|i| format!("passage numéro {i} sur le thème {}", i % 7))
+            .collect();
         build(&dir, Analyzer::French, texts.iter().map(String::as_str)).unwrap();
         let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
             .unwrap()

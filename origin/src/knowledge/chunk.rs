@@ -24,7 +24,10 @@ pub struct ChunkSettings {
 
 impl Default for ChunkSettings {
     fn default() -> Self {
-        ChunkSettings { max_chars: 1000, overlap_chars: 150 }
+        ChunkSettings {
+            max_chars: 1000,
+            overlap_chars: 150,
+        }
     }
 }
 
@@ -34,10 +37,16 @@ impl ChunkSettings {
     /// new text.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_chars < 100 {
-            return Err(format!("chunk max_chars must be at least 100, not {}", self.max_chars));
+            return Err(format!(
+                "chunk max_chars must be at least 100, not {}",
+                self.max_chars
+            ));
         }
         if self.overlap_chars * 2 > self.max_chars {
-            return Err(format!("chunk overlap_chars ({}) must be at most half of max_chars", self.overlap_chars));
+            return Err(format!(
+                "chunk overlap_chars ({}) must be at most half of max_chars",
+                self.overlap_chars
+            ));
         }
         Ok(())
     }
@@ -62,7 +71,10 @@ impl Chunk {
     /// leaves implicit ("Sous 48 h." under "Délais de livraison").
     pub fn indexed_text(&self) -> String {
         let mut out = String::with_capacity(self.title.len() + self.text.len() + 64);
-        for part in [Some(self.title.as_str()), self.heading.as_deref()].into_iter().flatten() {
+        for part in [Some(self.title.as_str()), self.heading.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             if !part.is_empty() {
                 out.push_str(part);
                 out.push('\n');
@@ -122,7 +134,11 @@ pub fn chunk_document(doc: &Document, settings: &ChunkSettings) -> Vec<Chunk> {
         .into_iter()
         .enumerate()
         .map(|(i, (heading, text))| Chunk {
-            id: if many { format!("{}#{}", doc.id, i + 1) } else { doc.id.clone() },
+            id: if many {
+                format!("{}#{}", doc.id, i + 1)
+            } else {
+                doc.id.clone()
+            },
             doc_id: doc.id.clone(),
             title: doc.title.clone(),
             url: doc.url.clone(),
@@ -192,7 +208,9 @@ fn sentences(text: &str) -> Vec<&str> {
                 let gap = rest.len() - trimmed.len();
                 match trimmed.chars().next() {
                     Some('»') => end += gap + '»'.len_utf8(),
-                    Some(d) if gap == 0 && matches!(d, '"' | ')' | ']' | '.' | '!' | '?' | '…') => end += d.len_utf8(),
+                    Some(d) if gap == 0 && matches!(d, '"' | ')' | ']' | '.' | '!' | '?' | '…') => {
+                        end += d.len_utf8()
+                    }
                     _ => break,
                 }
             }
@@ -261,14 +279,18 @@ fn overlap_tail(text: &str, overlap: usize) -> String {
     if total <= overlap {
         return String::new();
     }
-    let from = text.char_indices().nth(total - overlap).map_or(text.len(), |(i, _)| i);
+    let from = text
+        .char_indices()
+        .nth(total - overlap)
+        .map_or(text.len(), |(i, _)| i);
     let window = &text[from..];
     let preceded_by_space = text[..from].ends_with(char::is_whitespace);
     let sentence_starts = sentences(window);
     // The first slice is a sentence start only if the cut happened to fall on one.
     let tail = if sentence_starts.len() > 1 {
         let first = sentence_starts[0];
-        let first_is_start = preceded_by_space && text[..from].trim_end().ends_with(['.', '!', '?', '…']);
+        let first_is_start =
+            preceded_by_space && text[..from].trim_end().ends_with(['.', '!', '?', '…']);
         if first_is_start {
             window
         } else {
@@ -297,18 +319,27 @@ mod tests {
             url: Some("https://ex.fr/d".into()),
             sections: sections
                 .into_iter()
-                .map(|(h, ps)| Section { heading: h.map(str::to_owned), paragraphs: ps.into_iter().map(str::to_owned).collect() })
+                .map(|(h, ps)| Section {
+                    heading: h.map(str::to_owned),
+                    paragraphs: ps.into_iter().map(str::to_owned).collect(),
+                })
                 .collect(),
         }
     }
 
     fn settings(max: usize, overlap: usize) -> ChunkSettings {
-        ChunkSettings { max_chars: max, overlap_chars: overlap }
+        ChunkSettings {
+            max_chars: max,
+            overlap_chars: overlap,
+        }
     }
 
     #[test]
     fn small_document_is_one_chunk_with_the_document_id() {
-        let chunks = chunk_document(&doc(vec![(None, vec!["Un.", "Deux."])]), &ChunkSettings::default());
+        let chunks = chunk_document(
+            &doc(vec![(None, vec!["Un.", "Deux."])]),
+            &ChunkSettings::default(),
+        );
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].id, "d");
         assert_eq!(chunks[0].text, "Un.\n\nDeux.");
@@ -318,21 +349,39 @@ mod tests {
 
     #[test]
     fn sections_are_never_merged_and_keep_their_heading() {
-        let chunks = chunk_document(&doc(vec![(None, vec!["Intro."]), (Some("Délais"), vec!["48 h."])]), &settings(200, 20));
-        let got: Vec<(&str, Option<&str>, &str)> =
-            chunks.iter().map(|c| (c.id.as_str(), c.heading.as_deref(), c.text.as_str())).collect();
-        assert_eq!(got, [("d#1", None, "Intro."), ("d#2", Some("Délais"), "48 h.")]);
+        let chunks = chunk_document(
+            &doc(vec![
+                (None, vec!["Intro."]),
+                (Some("Délais"), vec!["48 h."]),
+            ]),
+            &settings(200, 20),
+        );
+        let got: Vec<(&str, Option<&str>, &str)> = chunks
+            .iter()
+            .map(|c| (c.id.as_str(), c.heading.as_deref(), c.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("d#1", None, "Intro."), ("d#2", Some("Délais"), "48 h.")]
+        );
         assert_eq!(chunks[1].indexed_text(), "Titre\nDélais\n48 h.");
     }
 
     #[test]
     fn paragraphs_pack_whole_and_overlap_repeats_the_previous_sentence() {
-        let p1 = "Première phrase assez longue pour compter. Deuxième phrase du premier paragraphe.";
+        let p1 =
+            "Première phrase assez longue pour compter. Deuxième phrase du premier paragraphe.";
         let p2 = "Le second paragraphe arrive ensuite et ne tient plus dans le même passage.";
         let chunks = chunk_document(&doc(vec![(None, vec![p1, p2])]), &settings(120, 60));
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].text, p1);
-        assert!(chunks[1].text.starts_with("Deuxième phrase du premier paragraphe.\n\n"), "{:?}", chunks[1].text);
+        assert!(
+            chunks[1]
+                .text
+                .starts_with("Deuxième phrase du premier paragraphe.\n\n"),
+            "{:?}",
+            chunks[1].text
+        );
         assert!(chunks[1].text.ends_with(p2));
     }
 
@@ -351,19 +400,31 @@ mod tests {
             }
             // Without overlap, concatenating the chunks gives every word back in order.
             if overlap == 0 {
-                let joined: String = chunks.iter().map(|c| c.text.split_whitespace().collect::<String>()).collect();
-                let original: String = [long.trim(), &unbroken, "Court."].iter().map(|p| p.split_whitespace().collect::<String>()).collect();
+                let joined: String = chunks
+                    .iter()
+                    .map(|c| c.text.split_whitespace().collect::<String>())
+                    .collect();
+                let original: String = [long.trim(), &unbroken, "Court."]
+                    .iter()
+                    .map(|p| p.split_whitespace().collect::<String>())
+                    .collect();
                 assert_eq!(joined, original);
             }
         }
         // Sentence cuts: with room for two sentences, no chunk starts mid-sentence.
         let chunks = chunk_document(&doc(vec![(None, vec![long.trim()])]), &settings(150, 0));
-        assert!(chunks.iter().all(|c| c.text.starts_with("Les éditions")), "{chunks:?}");
+        assert!(
+            chunks.iter().all(|c| c.text.starts_with("Les éditions")),
+            "{chunks:?}"
+        );
     }
 
     #[test]
     fn sentence_boundaries_need_whitespace() {
-        assert_eq!(sentences("Prix : 3.5 €. Oui ! « Non. » Fin"), ["Prix : 3.5 €. ", "Oui ! ", "« Non. » ", "Fin"]);
+        assert_eq!(
+            sentences("Prix : 3.5 €. Oui ! « Non. » Fin"),
+            ["Prix : 3.5 €. ", "Oui ! ", "« Non. » ", "Fin"]
+        );
         assert_eq!(sentences("a\nb"), ["a\n", "b"]);
         assert_eq!(words("un  deux trois"), ["un  ", "deux ", "trois"]);
         assert_eq!(hard_split("ééééé", 2), ["éé", "éé", "é"]);
@@ -371,8 +432,14 @@ mod tests {
 
     #[test]
     fn overlap_tail_starts_at_a_sentence_or_word() {
-        assert_eq!(overlap_tail("Un deux trois. Quatre cinq.", 15), "Quatre cinq.");
-        assert_eq!(overlap_tail("Un deux trois quatre cinq six", 12), "cinq six");
+        assert_eq!(
+            overlap_tail("Un deux trois. Quatre cinq.", 15),
+            "Quatre cinq."
+        );
+        assert_eq!(
+            overlap_tail("Un deux trois quatre cinq six", 12),
+            "cinq six"
+        );
         assert_eq!(overlap_tail("court", 50), "");
         assert_eq!(overlap_tail("abcdefghij", 3), "");
         assert_eq!(overlap_tail("Un deux.", 0), "");

@@ -45,7 +45,9 @@ impl EmbeddingArgs {
             },
             ..Overrides::default()
         };
-        Config::load(&overrides).map(|c| c.embedding).map_err(|e| e.to_string())
+        Config::load(&overrides)
+            .map(|c| c.embedding)
+            .map_err(|e| e.to_string())
     }
 
     fn load(&self) -> Result<Embedder, String> {
@@ -93,7 +95,10 @@ pub struct IngestArgs {
 /// # Errors
 /// Any failure, as a message; the previous index (if any) is still current.
 pub fn run_ingest(args: IngestArgs) -> Result<(), String> {
-    let chunking = ChunkSettings { max_chars: args.max_chars, overlap_chars: args.overlap_chars };
+    let chunking = ChunkSettings {
+        max_chars: args.max_chars,
+        overlap_chars: args.overlap_chars,
+    };
     chunking.validate()?;
     // Reading the documents first reports a bad input before the model's second of loading.
     super::ingest::chunk_inputs(&args.inputs, &chunking).map_err(|e| e.to_string())?;
@@ -108,7 +113,10 @@ pub fn run_ingest(args: IngestArgs) -> Result<(), String> {
         progress: true,
     };
     let report = ingest(&options, &embedder).map_err(|e| e.to_string())?;
-    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -135,6 +143,13 @@ pub struct EvalRetrievalArgs {
     /// Also tune the fusion on a dev half and report it on the test half.
     #[arg(long)]
     pub tune: bool,
+    /// Reciprocal rank fusion of the "hybrid" row [default: the service's].
+    #[arg(long)]
+    pub rrf_k: Option<f32>,
+    #[arg(long)]
+    pub bm25_weight: Option<f32>,
+    #[arg(long)]
+    pub dense_weight: Option<f32>,
     /// Print JSON instead of Markdown.
     #[arg(long)]
     pub json: bool,
@@ -148,6 +163,7 @@ pub struct EvalRetrievalArgs {
 /// Missing data (with the path), or any failure, as a message.
 pub async fn run_eval(args: EvalRetrievalArgs) -> Result<(), String> {
     let embedder = args.embedding.load()?;
+    let defaults = super::fuse::Fusion::default();
     let options = EvalOptions {
         dataset: args.dataset,
         data_dir: args.data_dir,
@@ -157,10 +173,20 @@ pub async fn run_eval(args: EvalRetrievalArgs) -> Result<(), String> {
         cache_dir: args.cache_dir,
         chunking: ChunkSettings::default(),
         tune: args.tune,
+        fusion: super::fuse::Fusion {
+            k: args.rrf_k.unwrap_or(defaults.k),
+            bm25_weight: args.bm25_weight.unwrap_or(defaults.bm25_weight),
+            dense_weight: args.dense_weight.unwrap_or(defaults.dense_weight),
+        },
     };
-    let report = eval::run(&options, &embedder).await.map_err(|e: KnowledgeError| e.to_string())?;
+    let report = eval::run(&options, &embedder)
+        .await
+        .map_err(|e: KnowledgeError| e.to_string())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", eval::to_markdown(&report));
     }
@@ -204,9 +230,14 @@ pub async fn run_bench(args: BenchRetrievalArgs) -> Result<(), String> {
         repeats: args.repeats,
         work_dir: args.work_dir,
     };
-    let report = bench::run(&options, &embedding).await.map_err(|e| e.to_string())?;
+    let report = bench::run(&options, &embedding)
+        .await
+        .map_err(|e| e.to_string())?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", bench::to_markdown(&report));
     }

@@ -58,7 +58,11 @@ impl IndexConfig {
             top_k: self.top_k,
             candidates: self.candidates,
             min_relevance: self.min_relevance,
-            fusion: Fusion { k: self.rrf_k, bm25_weight: self.bm25_weight, dense_weight: self.dense_weight },
+            fusion: Fusion {
+                k: self.rrf_k,
+                bm25_weight: self.bm25_weight,
+                dense_weight: self.dense_weight,
+            },
         }
     }
 
@@ -78,8 +82,13 @@ impl IndexConfig {
             return Err("index.rrf_k must be a non-negative number".into());
         }
         let weight_ok = |w: f32| w.is_finite() && w >= 0.0;
-        if !weight_ok(self.bm25_weight) || !weight_ok(self.dense_weight) || self.bm25_weight + self.dense_weight == 0.0 {
-            return Err("index.bm25_weight and index.dense_weight must be non-negative, not both 0".into());
+        if !weight_ok(self.bm25_weight)
+            || !weight_ok(self.dense_weight)
+            || self.bm25_weight + self.dense_weight == 0.0
+        {
+            return Err(
+                "index.bm25_weight and index.dense_weight must be non-negative, not both 0".into(),
+            );
         }
         if self.extractive_passages == 0 {
             return Err("index.extractive_passages must be at least 1".into());
@@ -156,21 +165,50 @@ mod tests {
             embedding_threads: Some(2),
         };
         c.apply(&o);
-        assert_eq!((c.dir.as_deref(), c.top_k, c.min_relevance), (Some(std::path::Path::new("/srv/index")), 6, 0.5));
-        let mut e = EmbeddingConfig { model_dir: "/a".into(), ort_library: "/lib".into(), threads: 0 };
+        assert_eq!(
+            (c.dir.as_deref(), c.top_k, c.min_relevance),
+            (Some(std::path::Path::new("/srv/index")), 6, 0.5)
+        );
+        let mut e = EmbeddingConfig {
+            model_dir: "/a".into(),
+            ort_library: "/lib".into(),
+            threads: 0,
+        };
         apply_embedding(&mut e, &o);
-        assert_eq!((e.model_dir.to_str(), e.ort_library.to_str(), e.threads), (Some("/m"), Some("/lib"), 2));
+        assert_eq!(
+            (e.model_dir.to_str(), e.ort_library.to_str(), e.threads),
+            (Some("/m"), Some("/lib"), 2)
+        );
     }
 
     #[test]
     fn nonsense_is_refused() {
         let bad = [
-            IndexConfig { top_k: 0, ..IndexConfig::default() },
-            IndexConfig { candidates: 1, ..IndexConfig::default() },
-            IndexConfig { min_relevance: 1.5, ..IndexConfig::default() },
-            IndexConfig { rrf_k: f32::NAN, ..IndexConfig::default() },
-            IndexConfig { bm25_weight: 0.0, dense_weight: 0.0, ..IndexConfig::default() },
-            IndexConfig { no_answer: " ".into(), ..IndexConfig::default() },
+            IndexConfig {
+                top_k: 0,
+                ..IndexConfig::default()
+            },
+            IndexConfig {
+                candidates: 1,
+                ..IndexConfig::default()
+            },
+            IndexConfig {
+                min_relevance: 1.5,
+                ..IndexConfig::default()
+            },
+            IndexConfig {
+                rrf_k: f32::NAN,
+                ..IndexConfig::default()
+            },
+            IndexConfig {
+                bm25_weight: 0.0,
+                dense_weight: 0.0,
+                ..IndexConfig::default()
+            },
+            IndexConfig {
+                no_answer: " ".into(),
+                ..IndexConfig::default()
+            },
         ];
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");

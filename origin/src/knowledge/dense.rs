@@ -21,7 +21,10 @@ pub struct DenseIndex {
 
 impl std::fmt::Debug for DenseIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DenseIndex").field("dimensions", &self.dimensions).field("rows", &self.len()).finish()
+        f.debug_struct("DenseIndex")
+            .field("dimensions", &self.dimensions)
+            .field("rows", &self.len())
+            .finish()
     }
 }
 
@@ -32,8 +35,11 @@ impl DenseIndex {
         if dimensions == 0 {
             return Err("vectors must have at least one dimension".into());
         }
-        if data.len() % dimensions != 0 {
-            return Err(format!("{} values are not a whole number of {dimensions}-dimension rows", data.len()));
+        if !data.len().is_multiple_of(dimensions) {
+            return Err(format!(
+                "{} values are not a whole number of {dimensions}-dimension rows",
+                data.len()
+            ));
         }
         if data.iter().any(|x| !x.is_finite()) {
             return Err("a vector holds a value that is not a finite number".into());
@@ -49,7 +55,10 @@ impl DenseIndex {
         let mut data = Vec::with_capacity(rows.len() * dimensions);
         for (i, row) in rows.iter().enumerate() {
             if row.len() != dimensions {
-                return Err(format!("vector {i} has {} dimensions, expected {dimensions}", row.len()));
+                return Err(format!(
+                    "vector {i} has {} dimensions, expected {dimensions}",
+                    row.len()
+                ));
             }
             data.extend_from_slice(row);
         }
@@ -63,9 +72,15 @@ impl DenseIndex {
     pub fn from_bytes(dimensions: usize, rows: usize, bytes: &[u8]) -> Result<DenseIndex, String> {
         let expected = rows.checked_mul(dimensions).and_then(|n| n.checked_mul(4));
         if expected != Some(bytes.len()) {
-            return Err(format!("vectors file has {} bytes, expected {rows} x {dimensions} x 4", bytes.len()));
+            return Err(format!(
+                "vectors file has {} bytes, expected {rows} x {dimensions} x 4",
+                bytes.len()
+            ));
         }
-        let data = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let data = bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         DenseIndex::new(dimensions, data)
     }
 
@@ -76,7 +91,10 @@ impl DenseIndex {
     /// # Errors
     /// The file cannot be written.
     pub fn write(&self, path: &Path) -> Result<(), KnowledgeError> {
-        std::fs::write(path, self.to_bytes()).map_err(|source| KnowledgeError::Write { path: path.to_owned(), source })
+        std::fs::write(path, self.to_bytes()).map_err(|source| KnowledgeError::Write {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     pub fn dimensions(&self) -> usize {
@@ -92,7 +110,8 @@ impl DenseIndex {
     }
 
     pub fn row(&self, i: usize) -> Option<&[f32]> {
-        self.data.get(i * self.dimensions..(i + 1) * self.dimensions)
+        self.data
+            .get(i * self.dimensions..(i + 1) * self.dimensions)
     }
 
     /// Cosine of `query` with passage `i` (vectors are normalised); `None` for a bad row or length.
@@ -114,10 +133,16 @@ impl DenseIndex {
         for (i, row) in self.data.chunks_exact(self.dimensions).enumerate() {
             let s = dot(query, row);
             if heap.len() < k {
-                heap.push(Scored { score: s, ord: i as u32 });
+                heap.push(Scored {
+                    score: s,
+                    ord: i as u32,
+                });
             } else if heap.peek().is_some_and(|worst| s > worst.score) {
                 heap.pop();
-                heap.push(Scored { score: s, ord: i as u32 });
+                heap.push(Scored {
+                    score: s,
+                    ord: i as u32,
+                });
             }
         }
         let mut out: Vec<(u32, f32)> = heap.into_iter().map(|s| (s.ord, s.score)).collect();
@@ -145,7 +170,10 @@ impl PartialOrd for Scored {
 }
 impl Ord for Scored {
     fn cmp(&self, other: &Self) -> Ordering {
-        other.score.total_cmp(&self.score).then(self.ord.cmp(&other.ord))
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.ord.cmp(&other.ord))
     }
 }
 
@@ -189,7 +217,12 @@ mod tests {
 
     #[test]
     fn search_returns_the_best_rows_in_order() {
-        let rows = vec![unit(&[1.0, 0.0, 0.0]), unit(&[0.0, 1.0, 0.0]), unit(&[1.0, 1.0, 0.0]), unit(&[1.0, 0.0, 0.0])];
+        let rows = vec![
+            unit(&[1.0, 0.0, 0.0]),
+            unit(&[0.0, 1.0, 0.0]),
+            unit(&[1.0, 1.0, 0.0]),
+            unit(&[1.0, 0.0, 0.0]),
+        ];
         let index = DenseIndex::from_rows(3, &rows).unwrap();
         let hits = index.search(&unit(&[1.0, 0.1, 0.0]), 3);
         let ords: Vec<u32> = hits.iter().map(|h| h.0).collect();

@@ -35,7 +35,9 @@ pub struct Section {
 impl Document {
     /// Whether the document has any text to index.
     pub fn is_empty(&self) -> bool {
-        self.sections.iter().all(|s| s.paragraphs.iter().all(|p| p.trim().is_empty()))
+        self.sections
+            .iter()
+            .all(|s| s.paragraphs.iter().all(|p| p.trim().is_empty()))
     }
 }
 
@@ -71,35 +73,55 @@ impl Format {
 pub fn read_inputs(inputs: &[PathBuf]) -> Result<Vec<Document>, KnowledgeError> {
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|source| KnowledgeError::Read { path: input.clone(), source })?;
+        let meta = std::fs::metadata(input).map_err(|source| KnowledgeError::Read {
+            path: input.clone(),
+            source,
+        })?;
         if meta.is_dir() {
             walk(input, input, &mut files)?;
         } else {
             if Format::of(input).is_none() {
                 return Err(KnowledgeError::Unsupported(input.clone()));
             }
-            let stem = input.file_stem().and_then(|s| s.to_str()).unwrap_or("document").to_owned();
+            let stem = input
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("document")
+                .to_owned();
             files.push((input.clone(), stem));
         }
     }
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut documents = Vec::new();
     for (path, id_base) in files {
-        let Some(format) = Format::of(&path) else { continue };
-        let bytes = std::fs::read(&path).map_err(|source| KnowledgeError::Read { path: path.clone(), source })?;
+        let Some(format) = Format::of(&path) else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|source| KnowledgeError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let text = String::from_utf8(bytes).map_err(|e| KnowledgeError::Parse {
             path: path.clone(),
             line: None,
-            message: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            message: format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
         })?;
-        let parsed = parse(format, &id_base, &text).map_err(|(line, message)| KnowledgeError::Parse {
-            path: path.clone(),
-            line,
-            message,
-        })?;
+        let parsed =
+            parse(format, &id_base, &text).map_err(|(line, message)| KnowledgeError::Parse {
+                path: path.clone(),
+                line,
+                message,
+            })?;
         for doc in parsed {
             if let Some(first) = seen.get(&doc.id) {
-                return Err(KnowledgeError::DuplicateId { id: doc.id, first: first.clone(), second: path });
+                return Err(KnowledgeError::DuplicateId {
+                    id: doc.id,
+                    first: first.clone(),
+                    second: path,
+                });
             }
             seen.insert(doc.id.clone(), path.clone());
             documents.push(doc);
@@ -111,20 +133,39 @@ pub fn read_inputs(inputs: &[PathBuf]) -> Result<Vec<Document>, KnowledgeError> 
 /// Collects readable files under `dir` with their id base: the path relative to `root`,
 /// without extension, `/`-separated whatever the platform.
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<(), KnowledgeError> {
-    let read_err = |source| KnowledgeError::Read { path: dir.to_owned(), source };
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map_err(read_err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(read_err)?;
+    let read_err = |source| KnowledgeError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(read_err)?;
     entries.sort();
     for path in entries {
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
         if path.is_dir() {
+            // An index directory inside the inputs (`--input docs --out docs/index`) holds
+            // chunks.jsonl files that would otherwise be read back as FAQ entries.
+            if is_index_dir(&path) {
+                tracing::debug!(path = %path.display(), "skipped: an index directory");
+                continue;
+            }
             walk(root, &path, out)?;
         } else if Format::of(&path).is_some() {
             let relative = path.strip_prefix(root).unwrap_or(&path).with_extension("");
-            let id = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let id = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             out.push((path, id));
         } else {
             tracing::debug!(path = %path.display(), "skipped: not a document type we read");
@@ -133,11 +174,31 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> Result<(),
     Ok(())
 }
 
+/// Whether `dir` is the root of an index written by `libriassist ingest`: it has a `CURRENT`
+/// pointer, or a `versions/` directory whose entries are index versions.
+fn is_index_dir(dir: &Path) -> bool {
+    use super::index::{MANIFEST, POINTER, VERSIONS};
+    if dir.join(POINTER).is_file() {
+        return true;
+    }
+    let Ok(entries) = std::fs::read_dir(dir.join(VERSIONS)) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.path().join(MANIFEST).is_file()
+            || e.file_name().to_string_lossy().starts_with(".staging-")
+    })
+}
+
 /// Parses one file's text. `id_base` names the document(s) of a Markdown, text or HTML file.
 ///
 /// # Errors
 /// The line (when known) and what is wrong; only JSON Lines can be malformed.
-pub fn parse(format: Format, id_base: &str, text: &str) -> Result<Vec<Document>, (Option<usize>, String)> {
+pub fn parse(
+    format: Format,
+    id_base: &str,
+    text: &str,
+) -> Result<Vec<Document>, (Option<usize>, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let docs = match format {
         Format::Markdown => vec![markdown(id_base, text)],
@@ -206,11 +267,17 @@ fn markdown(id: &str, text: &str) -> Document {
     let mut url = None;
     let mut body = text;
     // Front matter: only `title` and `url` matter to us; other keys are the site generator's.
-    if let Some(rest) = text.strip_prefix("---\n").or_else(|| text.strip_prefix("---\r\n")) {
+    if let Some(rest) = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))
+    {
         if let Some(end) = rest.find("\n---") {
             for line in rest[..end].lines() {
                 if let Some((key, value)) = line.split_once(':') {
-                    let value = value.trim().trim_matches(|c| c == '"' || c == '\'').to_owned();
+                    let value = value
+                        .trim()
+                        .trim_matches(|c| c == '"' || c == '\'')
+                        .to_owned();
                     match key.trim() {
                         "title" if !value.is_empty() => title = Some(value),
                         "url" if !value.is_empty() => url = Some(value),
@@ -218,7 +285,9 @@ fn markdown(id: &str, text: &str) -> Document {
                     }
                 }
             }
-            body = rest[end + 4..].trim_start_matches(['-']).trim_start_matches(['\r', '\n']);
+            body = rest[end + 4..]
+                .trim_start_matches(['-'])
+                .trim_start_matches(['\r', '\n']);
         }
     }
     let mut b = Builder::default();
@@ -236,13 +305,25 @@ fn markdown(id: &str, text: &str) -> Document {
         }
         if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
             b.end_paragraph();
-            fence = Some(if trimmed.starts_with("```") { "```" } else { "~~~" });
+            fence = Some(if trimmed.starts_with("```") {
+                "```"
+            } else {
+                "~~~"
+            });
             continue;
         }
         let hashes = trimmed.chars().take_while(|&c| c == '#').count();
         if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with([' ', '\t']) {
-            let heading = trimmed[hashes..].trim().trim_end_matches('#').trim().to_owned();
-            if hashes == 1 && title.is_none() && b.sections.is_empty() && b.current.paragraphs.is_empty() {
+            let heading = trimmed[hashes..]
+                .trim()
+                .trim_end_matches('#')
+                .trim()
+                .to_owned();
+            if hashes == 1
+                && title.is_none()
+                && b.sections.is_empty()
+                && b.current.paragraphs.is_empty()
+            {
                 title = Some(heading);
                 continue;
             }
@@ -255,7 +336,12 @@ fn markdown(id: &str, text: &str) -> Document {
             b.line(line);
         }
     }
-    Document { id: id.to_owned(), title: title.unwrap_or_else(|| title_from_id(id)), url, sections: b.finish() }
+    Document {
+        id: id.to_owned(),
+        title: title.unwrap_or_else(|| title_from_id(id)),
+        url,
+        sections: b.finish(),
+    }
 }
 
 fn plain_text(id: &str, text: &str) -> Document {
@@ -267,16 +353,45 @@ fn plain_text(id: &str, text: &str) -> Document {
             b.line(line);
         }
     }
-    Document { id: id.to_owned(), title: title_from_id(id), url: None, sections: b.finish() }
+    Document {
+        id: id.to_owned(),
+        title: title_from_id(id),
+        url: None,
+        sections: b.finish(),
+    }
 }
 
 /// Elements whose content is never shown as text.
 /// Menus and footers repeat on every page of a site: indexed, they would match every question.
-const HTML_SKIPPED: [&str; 9] = ["script", "style", "noscript", "template", "svg", "head", "iframe", "nav", "footer"];
+const HTML_SKIPPED: [&str; 9] = [
+    "script", "style", "noscript", "template", "svg", "head", "iframe", "nav", "footer",
+];
 /// Elements that end the paragraph being read.
 const HTML_BLOCKS: [&str; 24] = [
-    "p", "div", "br", "li", "ul", "ol", "dl", "dt", "dd", "tr", "table", "section", "article", "aside", "blockquote",
-    "pre", "hr", "header", "footer", "main", "nav", "form", "figure", "figcaption",
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "aside",
+    "blockquote",
+    "pre",
+    "hr",
+    "header",
+    "footer",
+    "main",
+    "nav",
+    "form",
+    "figure",
+    "figcaption",
 ];
 
 fn html(id: &str, text: &str) -> Document {
@@ -306,7 +421,11 @@ fn html(id: &str, text: &str) -> Document {
                     continue;
                 }
                 if name == "link" && url.is_none() {
-                    let attr = |k: &str| tag.attributes.get(k.as_bytes()).map(|v| String::from_utf8_lossy(&v.value).into_owned());
+                    let attr = |k: &str| {
+                        tag.attributes
+                            .get(k.as_bytes())
+                            .map(|v| String::from_utf8_lossy(&v.value).into_owned())
+                    };
                     if attr("rel").is_some_and(|r| r.eq_ignore_ascii_case("canonical")) {
                         url = attr("href").filter(|h| !h.is_empty());
                     }
@@ -323,7 +442,8 @@ fn html(id: &str, text: &str) -> Document {
                     heading = Some(String::new());
                 } else if HTML_BLOCKS.contains(&name.as_str()) {
                     flush_inline(&mut b, &mut inline);
-                    if name != "br" && name != "li" && name != "dd" && name != "dt" && name != "tr" {
+                    if name != "br" && name != "li" && name != "dd" && name != "dt" && name != "tr"
+                    {
                         b.end_paragraph();
                     }
                 }
@@ -344,7 +464,11 @@ fn html(id: &str, text: &str) -> Document {
                 if is_heading(&name) {
                     if let Some(h) = heading.take() {
                         let h = h.split_whitespace().collect::<Vec<_>>().join(" ");
-                        if name == "h1" && title.as_deref().is_none_or(str::is_empty) && b.sections.is_empty() && b.current.paragraphs.is_empty() {
+                        if name == "h1"
+                            && title.as_deref().is_none_or(str::is_empty)
+                            && b.sections.is_empty()
+                            && b.current.paragraphs.is_empty()
+                        {
                             title = Some(h);
                         } else if !h.is_empty() {
                             b.heading(h);
@@ -376,8 +500,15 @@ fn html(id: &str, text: &str) -> Document {
         }
     }
     flush_inline(&mut b, &mut inline);
-    let title = title.map(|t| t.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|t| !t.is_empty());
-    Document { id: id.to_owned(), title: title.unwrap_or_else(|| title_from_id(id)), url, sections: b.finish() }
+    let title = title
+        .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|t| !t.is_empty());
+    Document {
+        id: id.to_owned(),
+        title: title.unwrap_or_else(|| title_from_id(id)),
+        url,
+        sections: b.finish(),
+    }
 }
 
 fn is_heading(name: &str) -> bool {
@@ -402,14 +533,20 @@ fn jsonl(text: &str) -> Result<Vec<Document>, (Option<usize>, String)> {
         if line.trim().is_empty() {
             continue;
         }
-        let entry: FaqEntry = serde_json::from_str(line).map_err(|e| (n, format!("invalid JSON: {e}")))?;
+        let entry: FaqEntry =
+            serde_json::from_str(line).map_err(|e| (n, format!("invalid JSON: {e}")))?;
         let id = match entry.id {
             serde_json::Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
             serde_json::Value::Number(n) => n.to_string(),
             _ => return Err((n, "\"id\" must be a non-empty string or a number".into())),
         };
-        let title = entry.title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-        let Some(title) = title else { return Err((n, "missing \"title\" (or \"question\")".into())) };
+        let title = entry
+            .title
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let Some(title) = title else {
+            return Err((n, "missing \"title\" (or \"question\")".into()));
+        };
         let body = entry.text.unwrap_or_default();
         if body.trim().is_empty() {
             return Err((n, "missing \"text\" (or \"answer\")".into()));
@@ -422,8 +559,16 @@ fn jsonl(text: &str) -> Result<Vec<Document>, (Option<usize>, String)> {
                 b.line(l);
             }
         }
-        let url = entry.url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty());
-        docs.push(Document { id, title, url, sections: b.finish() });
+        let url = entry
+            .url
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty());
+        docs.push(Document {
+            id,
+            title,
+            url,
+            sections: b.finish(),
+        });
     }
     Ok(docs)
 }
@@ -446,13 +591,24 @@ mod tests {
         );
         assert_eq!(d.title, "Livraison");
         assert_eq!(d.url.as_deref(), Some("https://ex.fr/livraison"));
-        let s: Vec<(Option<&str>, Vec<&str>)> =
-            d.sections.iter().map(|s| (s.heading.as_deref(), s.paragraphs.iter().map(String::as_str).collect())).collect();
+        let s: Vec<(Option<&str>, Vec<&str>)> = d
+            .sections
+            .iter()
+            .map(|s| {
+                (
+                    s.heading.as_deref(),
+                    s.paragraphs.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
         assert_eq!(
             s,
             vec![
                 (None, vec!["Intro."]),
-                (Some("Délais"), vec!["Sous 48 h\nen France.", "- point a\n- point b"]),
+                (
+                    Some("Délais"),
+                    vec!["Sous 48 h\nen France.", "- point a\n- point b"]
+                ),
                 (Some("Coût"), vec!["Gratuit dès 35 €."]),
             ]
         );
@@ -460,9 +616,15 @@ mod tests {
 
     #[test]
     fn markdown_h1_is_the_title_and_code_fences_stay_whole() {
-        let d = one(Format::Markdown, "# Cartes cadeaux\n\n```\n# pas un titre\n\nligne\n```\nTexte.");
+        let d = one(
+            Format::Markdown,
+            "# Cartes cadeaux\n\n```\n# pas un titre\n\nligne\n```\nTexte.",
+        );
         assert_eq!(d.title, "Cartes cadeaux");
-        assert_eq!(d.sections[0].paragraphs, ["# pas un titre\n\nligne", "Texte."]);
+        assert_eq!(
+            d.sections[0].paragraphs,
+            ["# pas un titre\n\nligne", "Texte."]
+        );
         assert_eq!(d.sections[0].heading, None);
     }
 
@@ -471,7 +633,10 @@ mod tests {
         let d = one(Format::Text, "Premier paragraphe\nsuite.\n\n\nSecond.");
         assert_eq!(d.title, "Livraison rapide");
         assert_eq!(d.id, "faq/livraison-rapide");
-        assert_eq!(d.sections[0].paragraphs, ["Premier paragraphe\nsuite.", "Second."]);
+        assert_eq!(
+            d.sections[0].paragraphs,
+            ["Premier paragraphe\nsuite.", "Second."]
+        );
     }
 
     #[test]
@@ -488,7 +653,10 @@ mod tests {
         assert_eq!(d.url.as_deref(), Some("https://ex.fr/retours"));
         // With a <title>, the h1 is a section heading like the others.
         assert_eq!(d.sections[0].heading.as_deref(), Some("Retours"));
-        assert_eq!(d.sections[0].paragraphs, ["Vous avez 30 jours pour retourner un livre."]);
+        assert_eq!(
+            d.sections[0].paragraphs,
+            ["Vous avez 30 jours pour retourner un livre."]
+        );
         assert_eq!(d.sections[1].heading.as_deref(), Some("Conditions"));
         assert_eq!(d.sections[1].paragraphs, ["Livre neuf\nTicket", "Fin"]);
         assert_eq!(d.sections.len(), 2);
@@ -512,20 +680,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!((docs[0].id.as_str(), docs[0].title.as_str(), docs[0].url.as_deref()), ("a", "Q ?", None));
+        assert_eq!(
+            (
+                docs[0].id.as_str(),
+                docs[0].title.as_str(),
+                docs[0].url.as_deref()
+            ),
+            ("a", "Q ?", None)
+        );
         assert_eq!(docs[0].sections[0].paragraphs, ["R1", "R2"]);
         assert_eq!(docs[1].id, "7");
         let err = |text: &str| parse(Format::Jsonl, "x", text).unwrap_err();
-        assert_eq!(err("{\"id\":\"a\",\"title\":\"T\",\"text\":\"x\"}\n{oops").0, Some(2));
+        assert_eq!(
+            err("{\"id\":\"a\",\"title\":\"T\",\"text\":\"x\"}\n{oops").0,
+            Some(2)
+        );
         assert!(err("{\"id\":\"a\",\"text\":\"x\"}").1.contains("title"));
         assert!(err("{\"id\":\"a\",\"title\":\"T\"}").1.contains("text"));
-        assert!(err("{\"id\":\"\",\"title\":\"T\",\"text\":\"x\"}").1.contains("id"));
+        assert!(err("{\"id\":\"\",\"title\":\"T\",\"text\":\"x\"}")
+            .1
+            .contains("id"));
         assert!(err("[1,2]").1.contains("invalid JSON"));
     }
 
     #[test]
     fn empty_documents_are_dropped() {
-        assert!(parse(Format::Markdown, "x", "# Titre seul\n\n## Rien\n").unwrap().is_empty());
+        assert!(parse(Format::Markdown, "x", "# Titre seul\n\n## Rien\n")
+            .unwrap()
+            .is_empty());
         assert!(parse(Format::Text, "x", "  \n\n").unwrap().is_empty());
     }
 
@@ -538,20 +720,42 @@ mod tests {
         std::fs::write(dir.join("faq/a.txt"), "texte a").unwrap();
         std::fs::write(dir.join("faq/image.png"), [0u8, 1, 2]).unwrap();
         std::fs::write(dir.join("faq/.git/x.md"), "caché").unwrap();
-        std::fs::write(dir.join("extra.jsonl"), "{\"id\":\"faq/a\",\"title\":\"T\",\"text\":\"x\"}\n").unwrap();
+        std::fs::write(
+            dir.join("extra.jsonl"),
+            "{\"id\":\"faq/a\",\"title\":\"T\",\"text\":\"x\"}\n",
+        )
+        .unwrap();
         let docs = read_inputs(&[dir.join("faq")]).unwrap();
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
         // The JSON Lines entry "faq/a" collides with the file faq/a.txt under the same root.
         let err = read_inputs(std::slice::from_ref(&dir)).unwrap_err();
-        assert!(matches!(err, KnowledgeError::DuplicateId { ref id, .. } if id == "faq/a"), "{err}");
+        assert!(
+            matches!(err, KnowledgeError::DuplicateId { ref id, .. } if id == "faq/a"),
+            "{err}"
+        );
         let docs = read_inputs(&[dir.join("faq"), dir.join("extra.jsonl")]).unwrap();
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "faq/a"]);
-        assert!(matches!(read_inputs(&[dir.join("faq/image.png")]), Err(KnowledgeError::Unsupported(_))));
-        assert!(matches!(read_inputs(&[dir.join("missing")]), Err(KnowledgeError::Read { .. })));
+        // An index written inside the inputs is not read back as documents.
+        std::fs::create_dir_all(dir.join("faq/index/versions/v1")).unwrap();
+        std::fs::write(dir.join("faq/index/versions/v1/manifest.json"), "{}").unwrap();
+        let line = "{\"id\":\"z\",\"title\":\"T\",\"text\":\"x\"}\n";
+        std::fs::write(dir.join("faq/index/versions/v1/chunks.jsonl"), line).unwrap();
+        assert_eq!(read_inputs(&[dir.join("faq")]).unwrap().len(), 2);
+        assert!(matches!(
+            read_inputs(&[dir.join("faq/image.png")]),
+            Err(KnowledgeError::Unsupported(_))
+        ));
+        assert!(matches!(
+            read_inputs(&[dir.join("missing")]),
+            Err(KnowledgeError::Read { .. })
+        ));
         std::fs::write(dir.join("faq/bad.txt"), [0xff, 0xfe, 0x41]).unwrap();
-        assert!(matches!(read_inputs(&[dir.join("faq")]), Err(KnowledgeError::Parse { .. })));
+        assert!(matches!(
+            read_inputs(&[dir.join("faq")]),
+            Err(KnowledgeError::Parse { .. })
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

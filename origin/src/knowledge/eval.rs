@@ -81,6 +81,8 @@ pub struct EvalOptions {
     pub cache_dir: PathBuf,
     pub chunking: ChunkSettings,
     pub tune: bool,
+    /// The fusion evaluated as "hybrid" (the service's default unless overridden).
+    pub fusion: Fusion,
 }
 
 /// Recall and MRR of one method.
@@ -120,6 +122,8 @@ pub struct Tuning {
     pub chosen_on_test: Scores,
     pub bm25_on_test: Scores,
     pub dense_on_test: Scores,
+    pub bm25_on_dev: Scores,
+    pub dense_on_dev: Scores,
     /// Every setting tried, with its dev scores.
     pub grid: Vec<(String, Scores)>,
 }
@@ -146,8 +150,15 @@ pub fn load(options: &EvalOptions) -> Result<Corpus, KnowledgeError> {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, KnowledgeError> {
-    let bytes = std::fs::read(path).map_err(|source| KnowledgeError::Read { path: path.to_owned(), source })?;
-    serde_json::from_slice(&bytes).map_err(|e| KnowledgeError::Parse { path: path.to_owned(), line: None, message: e.to_string() })
+    let bytes = std::fs::read(path).map_err(|source| KnowledgeError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| KnowledgeError::Parse {
+        path: path.to_owned(),
+        line: None,
+        message: e.to_string(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -178,16 +189,34 @@ fn service_public(dir: &Path) -> Result<Corpus, KnowledgeError> {
             title: String::new(),
             url: None,
             // Fiches use one line per paragraph; their section titles are lines too.
-            sections: vec![Section { heading: None, paragraphs: text.lines().map(str::to_owned).filter(|l| !l.trim().is_empty()).collect() }],
+            sections: vec![Section {
+                heading: None,
+                paragraphs: text
+                    .lines()
+                    .map(str::to_owned)
+                    .filter(|l| !l.trim().is_empty())
+                    .collect(),
+            }],
         })
         .collect();
     let test: Squad = read_json(&dir.join("filtered_spf_qr_test.json"))?;
     let queries = test
         .data
         .iter()
-        .flat_map(|a| a.paragraphs.iter().flat_map(move |p| p.qas.iter().map(move |q| Query { text: q.question.clone(), gold: Some(a.title.clone()) })))
+        .flat_map(|a| {
+            a.paragraphs.iter().flat_map(move |p| {
+                p.qas.iter().map(move |q| Query {
+                    text: q.question.clone(),
+                    gold: Some(a.title.clone()),
+                })
+            })
+        })
         .collect();
-    Ok(Corpus { documents, queries, source: dir.display().to_string() })
+    Ok(Corpus {
+        documents,
+        queries,
+        source: dir.display().to_string(),
+    })
 }
 
 fn piaf(path: &Path) -> Result<Corpus, KnowledgeError> {
@@ -198,17 +227,27 @@ fn piaf(path: &Path) -> Result<Corpus, KnowledgeError> {
         for p in &article.paragraphs {
             let id = format!("p{}", documents.len());
             for q in &p.qas {
-                queries.push(Query { text: q.question.clone(), gold: Some(id.clone()) });
+                queries.push(Query {
+                    text: q.question.clone(),
+                    gold: Some(id.clone()),
+                });
             }
             documents.push(Document {
                 id,
                 title: article.title.clone(),
                 url: None,
-                sections: vec![Section { heading: None, paragraphs: vec![p.context.clone()] }],
+                sections: vec![Section {
+                    heading: None,
+                    paragraphs: vec![p.context.clone()],
+                }],
             });
         }
     }
-    Ok(Corpus { documents, queries, source: path.display().to_string() })
+    Ok(Corpus {
+        documents,
+        queries,
+        source: path.display().to_string(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -223,14 +262,31 @@ fn faq(examples: &Path) -> Result<Corpus, KnowledgeError> {
     let corpus_path = examples.join("faq-librairie.jsonl");
     let documents = super::documents::read_inputs(std::slice::from_ref(&corpus_path))?;
     let path = examples.join("faq-questions.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|source| KnowledgeError::Read { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| KnowledgeError::Read {
+        path: path.clone(),
+        source,
+    })?;
     let mut queries = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let q: FaqQuestion = serde_json::from_str(line)
-            .map_err(|e| KnowledgeError::Parse { path: path.clone(), line: Some(i + 1), message: e.to_string() })?;
-        queries.push(Query { text: q.question, gold: q.expected });
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let q: FaqQuestion = serde_json::from_str(line).map_err(|e| KnowledgeError::Parse {
+            path: path.clone(),
+            line: Some(i + 1),
+            message: e.to_string(),
+        })?;
+        queries.push(Query {
+            text: q.question,
+            gold: q.expected,
+        });
     }
-    Ok(Corpus { documents, queries, source: corpus_path.display().to_string() })
+    Ok(Corpus {
+        documents,
+        queries,
+        source: corpus_path.display().to_string(),
+    })
 }
 
 /// Runs the evaluation.
@@ -245,12 +301,21 @@ pub async fn run(options: &EvalOptions, embedder: &Embedder) -> Result<EvalRepor
         queries.shuffle(&mut rng);
         queries.truncate(n);
     }
-    let chunks: Vec<Chunk> = corpus.documents.iter().flat_map(|d| chunk_document(d, &options.chunking)).collect();
+    let chunks: Vec<Chunk> = corpus
+        .documents
+        .iter()
+        .flat_map(|d| chunk_document(d, &options.chunking))
+        .collect();
     if chunks.is_empty() {
         return Err(KnowledgeError::EmptyCorpus);
     }
     let embed_started = Instant::now();
-    let version = corpus_version(&chunks, &options.chunking, Analyzer::default(), embedder.model_id());
+    let version = corpus_version(
+        &chunks,
+        &options.chunking,
+        Analyzer::default(),
+        embedder.model_id(),
+    );
     let texts: Vec<String> = chunks.iter().map(Chunk::indexed_text).collect();
     let dims = embedder.dimensions();
     let passages_name = format!("{}-passages-{version}", options.dataset.name());
@@ -269,7 +334,8 @@ pub async fn run(options: &EvalOptions, embedder: &Embedder) -> Result<EvalRepor
         }
     };
     let query_texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
-    let query_key = sha256_hex(format!("{}\n{}", embedder.model_id(), query_texts.join("\n")).as_bytes());
+    let query_key =
+        sha256_hex(format!("{}\n{}", embedder.model_id(), query_texts.join("\n")).as_bytes());
     let queries_name = format!("{}-queries-{}", options.dataset.name(), &query_key[..16]);
     let query_vectors = match read_cached(&options.cache_dir, &queries_name, dims) {
         Some(v) if v.len() == query_texts.len() => v,
@@ -284,17 +350,42 @@ pub async fn run(options: &EvalOptions, embedder: &Embedder) -> Result<EvalRepor
     };
     let embed_seconds = embed_started.elapsed().as_secs_f64();
 
-    let dense = DenseIndex::from_rows(embedder.dimensions(), &passage_vectors)
-        .map_err(|reason| KnowledgeError::Corrupt { dir: options.cache_dir.clone(), reason })?;
+    let dense =
+        DenseIndex::from_rows(embedder.dimensions(), &passage_vectors).map_err(|reason| {
+            KnowledgeError::Corrupt {
+                dir: options.cache_dir.clone(),
+                reason,
+            }
+        })?;
     let documents = corpus.documents.len();
-    let index = LoadedIndex::in_memory(chunks, dense, Analyzer::default(), embedder.model_id(), documents)?;
+    let index = LoadedIndex::in_memory(
+        chunks,
+        dense,
+        Analyzer::default(),
+        embedder.model_id(),
+        documents,
+    )?;
     let search_started = Instant::now();
-    let default = RetrievalSettings { top_k: 50, candidates: 100, ..RetrievalSettings::default() };
-    let answerable: Vec<usize> = (0..queries.len()).filter(|&i| queries[i].gold.is_some()).collect();
+    let default = RetrievalSettings {
+        top_k: 50,
+        candidates: 100,
+        fusion: options.fusion,
+        ..RetrievalSettings::default()
+    };
+    let answerable: Vec<usize> = (0..queries.len())
+        .filter(|&i| queries[i].gold.is_some())
+        .collect();
 
     let mut methods = Vec::new();
     for method in Method::ALL {
-        let s = score(&index, &queries, &query_vectors, &answerable, method, &default)?;
+        let s = score(
+            &index,
+            &queries,
+            &query_vectors,
+            &answerable,
+            method,
+            &default,
+        )?;
         methods.push((method.name().to_owned(), s));
     }
 
@@ -304,16 +395,45 @@ pub async fn run(options: &EvalOptions, embedder: &Embedder) -> Result<EvalRepor
         let variant = if analyzer == index.bm25.analyzer() {
             None
         } else {
-            let dense = DenseIndex::from_rows(index.dense.dimensions(), &passage_vectors).map_err(KnowledgeError::Settings)?;
-            Some(LoadedIndex::in_memory(index.chunks.clone(), dense, analyzer, embedder.model_id(), documents)?)
+            let dense = DenseIndex::from_rows(index.dense.dimensions(), &passage_vectors)
+                .map_err(KnowledgeError::Settings)?;
+            Some(LoadedIndex::in_memory(
+                index.chunks.clone(),
+                dense,
+                analyzer,
+                embedder.model_id(),
+                documents,
+            )?)
         };
         let idx = variant.as_ref().unwrap_or(&index);
-        let s = score(idx, &queries, &query_vectors, &answerable, Method::Bm25, &default)?;
+        let s = score(
+            idx,
+            &queries,
+            &query_vectors,
+            &answerable,
+            Method::Bm25,
+            &default,
+        )?;
         analyzers.push((analyzer.name().to_owned(), s));
     }
 
-    let tuning = if options.tune { Some(tune(&index, &queries, &query_vectors, &answerable, options.seed, &default)?) } else { None };
-    let floor = if answerable.len() < queries.len() { Some(floor_report(&index, &queries, &query_vectors, &default)?) } else { None };
+    let tuning = if options.tune {
+        Some(tune(
+            &index,
+            &queries,
+            &query_vectors,
+            &answerable,
+            options.seed,
+            &default,
+        )?)
+    } else {
+        None
+    };
+    let floor = if answerable.len() < queries.len() {
+        Some(floor_report(&index, &queries, &query_vectors, &default)?)
+    } else {
+        None
+    };
     Ok(EvalReport {
         dataset: options.dataset.name(),
         source: corpus.source,
@@ -332,7 +452,10 @@ pub async fn run(options: &EvalOptions, embedder: &Embedder) -> Result<EvalRepor
 }
 
 fn describe(f: &Fusion) -> String {
-    format!("RRF k={} bm25_weight={} dense_weight={}", f.k, f.bm25_weight, f.dense_weight)
+    format!(
+        "RRF k={} bm25_weight={} dense_weight={}",
+        f.k, f.bm25_weight, f.dense_weight
+    )
 }
 
 /// Vectors a previous run stored under `name` (which carries a hash of what they embed).
@@ -340,12 +463,24 @@ fn read_cached(cache_dir: &Path, name: &str, dims: usize) -> Option<Vec<Vec<f32>
     let bytes = std::fs::read(cache_dir.join(format!("{name}.f32"))).ok()?;
     let rows = bytes.len() / (dims * 4);
     let d = DenseIndex::from_bytes(dims, rows, &bytes).ok()?;
-    Some((0..d.len()).filter_map(|i| d.row(i).map(<[f32]>::to_vec)).collect())
+    Some(
+        (0..d.len())
+            .filter_map(|i| d.row(i).map(<[f32]>::to_vec))
+            .collect(),
+    )
 }
 
-fn write_cached(cache_dir: &Path, name: &str, dims: usize, vectors: &[Vec<f32>]) -> Result<(), KnowledgeError> {
+fn write_cached(
+    cache_dir: &Path,
+    name: &str,
+    dims: usize,
+    vectors: &[Vec<f32>],
+) -> Result<(), KnowledgeError> {
     let d = DenseIndex::from_rows(dims, vectors).map_err(KnowledgeError::Settings)?;
-    std::fs::create_dir_all(cache_dir).map_err(|source| KnowledgeError::Write { path: cache_dir.to_owned(), source })?;
+    std::fs::create_dir_all(cache_dir).map_err(|source| KnowledgeError::Write {
+        path: cache_dir.to_owned(),
+        source,
+    })?;
     let path = cache_dir.join(format!("{name}.f32"));
     let tmp = path.with_extension("tmp");
     d.write(&tmp)?;
@@ -356,7 +491,9 @@ fn write_cached(cache_dir: &Path, name: &str, dims: usize, vectors: &[Vec<f32>])
 fn gold_rank(index: &LoadedIndex, hits: &[super::retriever::Hit], gold: &str) -> Option<usize> {
     let mut seen = HashSet::new();
     for hit in hits {
-        let Some(chunk) = index.chunks.get(hit.ord as usize) else { continue };
+        let Some(chunk) = index.chunks.get(hit.ord as usize) else {
+            continue;
+        };
         if seen.insert(chunk.doc_id.as_str()) {
             if chunk.doc_id == gold {
                 return Some(seen.len());
@@ -377,10 +514,21 @@ fn score(
     method: Method,
     settings: &RetrievalSettings,
 ) -> Result<Scores, KnowledgeError> {
-    let mut s = Scores { questions: subset.len(), ..Scores::default() };
+    let mut s = Scores {
+        questions: subset.len(),
+        ..Scores::default()
+    };
     for &i in subset {
-        let Some(gold) = queries[i].gold.as_deref() else { continue };
-        let hits = search(index, &queries[i].text, vectors.get(i).map(Vec::as_slice), method, settings)?;
+        let Some(gold) = queries[i].gold.as_deref() else {
+            continue;
+        };
+        let hits = search(
+            index,
+            &queries[i].text,
+            vectors.get(i).map(Vec::as_slice),
+            method,
+            settings,
+        )?;
         if let Some(rank) = gold_rank(index, &hits, gold) {
             s.recall_at_1 += f64::from(u8::from(rank == 1));
             s.recall_at_5 += f64::from(u8::from(rank <= 5));
@@ -407,10 +555,17 @@ fn tune(
     let (dev, test) = order.split_at(order.len() / 2);
     let mut grid = Vec::new();
     let mut best: Option<(f64, Fusion)> = None;
-    for k in [1.0, 5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
-        for dense_weight in [0.5, 0.75, 1.0, 1.5, 2.0, 3.0] {
-            let fusion = Fusion { k, bm25_weight: 1.0, dense_weight };
-            let settings = RetrievalSettings { fusion, ..default.clone() };
+    for k in [1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
+        for dense_weight in [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0] {
+            let fusion = Fusion {
+                k,
+                bm25_weight: 1.0,
+                dense_weight,
+            };
+            let settings = RetrievalSettings {
+                fusion,
+                ..default.clone()
+            };
             let s = score(index, queries, vectors, dev, Method::Hybrid, &settings)?;
             // Recall@1 first (it decides the top passage), MRR to break ties.
             let objective = s.recall_at_1 * 1000.0 + s.mrr_at_10;
@@ -421,7 +576,19 @@ fn tune(
         }
     }
     let chosen = best.map_or(default.fusion, |(_, f)| f);
-    let on_test = |method, fusion| score(index, queries, vectors, test, method, &RetrievalSettings { fusion, ..default.clone() });
+    let on_test = |method, fusion| {
+        score(
+            index,
+            queries,
+            vectors,
+            test,
+            method,
+            &RetrievalSettings {
+                fusion,
+                ..default.clone()
+            },
+        )
+    };
     Ok(Tuning {
         dev_questions: dev.len(),
         test_questions: test.len(),
@@ -430,15 +597,32 @@ fn tune(
         chosen_on_test: on_test(Method::Hybrid, chosen)?,
         bm25_on_test: on_test(Method::Bm25, default.fusion)?,
         dense_on_test: on_test(Method::Dense, default.fusion)?,
+        bm25_on_dev: score(index, queries, vectors, dev, Method::Bm25, default)?,
+        dense_on_dev: score(index, queries, vectors, dev, Method::Dense, default)?,
         grid,
     })
 }
 
-fn floor_report(index: &LoadedIndex, queries: &[Query], vectors: &[Vec<f32>], default: &RetrievalSettings) -> Result<FloorReport, KnowledgeError> {
-    let settings = RetrievalSettings { top_k: 4, candidates: 50, ..default.clone() };
+fn floor_report(
+    index: &LoadedIndex,
+    queries: &[Query],
+    vectors: &[Vec<f32>],
+    default: &RetrievalSettings,
+) -> Result<FloorReport, KnowledgeError> {
+    let settings = RetrievalSettings {
+        top_k: 4,
+        candidates: 50,
+        ..default.clone()
+    };
     let mut ranked = Vec::new();
     for (i, q) in queries.iter().enumerate() {
-        ranked.push(search(index, &q.text, vectors.get(i).map(Vec::as_slice), Method::Hybrid, &settings)?);
+        ranked.push(search(
+            index,
+            &q.text,
+            vectors.get(i).map(Vec::as_slice),
+            Method::Hybrid,
+            &settings,
+        )?);
     }
     let answerable = queries.iter().filter(|q| q.gold.is_some()).count();
     let off_topic = queries.len() - answerable;
@@ -449,7 +633,14 @@ fn floor_report(index: &LoadedIndex, queries: &[Query], vectors: &[Vec<f32>], de
         for (q, hits) in queries.iter().zip(&ranked) {
             let kept = apply_floor(hits.clone(), floor);
             match &q.gold {
-                Some(gold) => answered += usize::from(kept.iter().any(|h| index.chunks.get(h.ord as usize).is_some_and(|c| &c.doc_id == gold))),
+                Some(gold) => {
+                    answered += usize::from(kept.iter().any(|h| {
+                        index
+                            .chunks
+                            .get(h.ord as usize)
+                            .is_some_and(|c| &c.doc_id == gold)
+                    }))
+                }
                 None => refused += usize::from(kept.is_empty()),
             }
         }
@@ -459,7 +650,11 @@ fn floor_report(index: &LoadedIndex, queries: &[Query], vectors: &[Vec<f32>], de
             refused as f64 / off_topic.max(1) as f64,
         ));
     }
-    Ok(FloorReport { rows, answerable, off_topic })
+    Ok(FloorReport {
+        rows,
+        answerable,
+        off_topic,
+    })
 }
 
 /// The report as Markdown, for `docs/EVALUATION.md`.
@@ -470,20 +665,44 @@ pub fn to_markdown(r: &EvalReport) -> String {
         r.dataset, r.questions, r.documents, r.chunks, r.model_id
     );
     for (name, s) in &r.methods {
-        let label = if name == "hybrid" { format!("hybrid ({})", r.fusion) } else { name.clone() };
-        out.push_str(&format!("| {label} | {} | {} | {:.3} |\n", pct(s.recall_at_1), pct(s.recall_at_5), s.mrr_at_10));
+        let label = if name == "hybrid" {
+            format!("hybrid ({})", r.fusion)
+        } else {
+            name.clone()
+        };
+        out.push_str(&format!(
+            "| {label} | {} | {} | {:.3} |\n",
+            pct(s.recall_at_1),
+            pct(s.recall_at_5),
+            s.mrr_at_10
+        ));
     }
     out.push_str("\nBM25 analyzer variants:\n\n| analyzer | recall@1 | recall@5 | MRR@10 |\n|---|---|---|---|\n");
     for (name, s) in &r.analyzers {
-        out.push_str(&format!("| {name} | {} | {} | {:.3} |\n", pct(s.recall_at_1), pct(s.recall_at_5), s.mrr_at_10));
+        out.push_str(&format!(
+            "| {name} | {} | {} | {:.3} |\n",
+            pct(s.recall_at_1),
+            pct(s.recall_at_5),
+            s.mrr_at_10
+        ));
     }
     if let Some(t) = &r.tuning {
         out.push_str(&format!(
             "\nFusion tuned on a dev half ({} questions), reported on the other half ({} questions); chosen: {}\n\n| on the test half | recall@1 | recall@5 | MRR@10 |\n|---|---|---|---|\n",
             t.dev_questions, t.test_questions, t.chosen
         ));
-        for (name, s) in [("bm25", &t.bm25_on_test), ("dense", &t.dense_on_test), ("hybrid, default", &t.default_on_test), ("hybrid, tuned", &t.chosen_on_test)] {
-            out.push_str(&format!("| {name} | {} | {} | {:.3} |\n", pct(s.recall_at_1), pct(s.recall_at_5), s.mrr_at_10));
+        for (name, s) in [
+            ("bm25", &t.bm25_on_test),
+            ("dense", &t.dense_on_test),
+            ("hybrid, default", &t.default_on_test),
+            ("hybrid, tuned", &t.chosen_on_test),
+        ] {
+            out.push_str(&format!(
+                "| {name} | {} | {} | {:.3} |\n",
+                pct(s.recall_at_1),
+                pct(s.recall_at_5),
+                s.mrr_at_10
+            ));
         }
     }
     if let Some(f) = &r.floor {
@@ -492,9 +711,16 @@ pub fn to_markdown(r: &EvalReport) -> String {
             f.answerable, f.off_topic
         ));
         for (floor, answered, refused) in &f.rows {
-            out.push_str(&format!("| {floor:.3} | {} | {} |\n", pct(*answered), pct(*refused)));
+            out.push_str(&format!(
+                "| {floor:.3} | {} | {} |\n",
+                pct(*answered),
+                pct(*refused)
+            ));
         }
     }
-    out.push_str(&format!("\nEmbedding {:.1} s (0 when cached), searching {:.1} s.\n", r.embed_seconds, r.search_seconds));
+    out.push_str(&format!(
+        "\nEmbedding {:.1} s (0 when cached), searching {:.1} s.\n",
+        r.embed_seconds, r.search_seconds
+    ));
     out
 }

@@ -17,7 +17,11 @@ pub struct Fusion {
 
 impl Default for Fusion {
     fn default() -> Self {
-        Fusion { k: 60.0, bm25_weight: 1.0, dense_weight: 1.0 }
+        Fusion {
+            k: 60.0,
+            bm25_weight: 1.0,
+            dense_weight: 1.0,
+        }
     }
 }
 
@@ -32,16 +36,19 @@ impl Fusion {
     /// ranks better in the dense list, then to the lower passage number, so the order is
     /// deterministic.
     pub fn fuse(&self, bm25: &[(u32, f32)], dense: &[(u32, f32)]) -> Vec<(u32, f32)> {
-        let mut scores: HashMap<u32, (f32, usize)> = HashMap::with_capacity(bm25.len() + dense.len());
+        let mut scores: HashMap<u32, (f32, usize)> =
+            HashMap::with_capacity(bm25.len() + dense.len());
         for (rank, (ord, _)) in bm25.iter().enumerate() {
-            scores.entry(*ord).or_insert((0.0, usize::MAX)).0 += self.bm25_weight / (self.k + rank as f32 + 1.0);
+            scores.entry(*ord).or_insert((0.0, usize::MAX)).0 +=
+                self.bm25_weight / (self.k + rank as f32 + 1.0);
         }
         for (rank, (ord, _)) in dense.iter().enumerate() {
             let e = scores.entry(*ord).or_insert((0.0, usize::MAX));
             e.0 += self.dense_weight / (self.k + rank as f32 + 1.0);
             e.1 = e.1.min(rank);
         }
-        let mut out: Vec<(u32, f32, usize)> = scores.into_iter().map(|(o, (s, r))| (o, s, r)).collect();
+        let mut out: Vec<(u32, f32, usize)> =
+            scores.into_iter().map(|(o, (s, r))| (o, s, r)).collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
         out.into_iter().map(|(o, s, _)| (o, s)).collect()
     }
@@ -67,9 +74,15 @@ mod tests {
     fn weights_and_k_matter() {
         let bm25 = [(1, 1.0), (2, 0.5)];
         let dense = [(2, 0.9), (1, 0.8)];
-        let dense_heavy = Fusion { dense_weight: 2.0, ..Fusion::default() };
+        let dense_heavy = Fusion {
+            dense_weight: 2.0,
+            ..Fusion::default()
+        };
         assert_eq!(dense_heavy.fuse(&bm25, &dense)[0].0, 2);
-        let bm25_heavy = Fusion { bm25_weight: 2.0, ..Fusion::default() };
+        let bm25_heavy = Fusion {
+            bm25_weight: 2.0,
+            ..Fusion::default()
+        };
         assert_eq!(bm25_heavy.fuse(&bm25, &dense)[0].0, 1);
         // Equal weights and symmetric ranks: the dense list breaks the tie.
         assert_eq!(Fusion::default().fuse(&bm25, &dense)[0].0, 2);

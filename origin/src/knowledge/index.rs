@@ -72,9 +72,16 @@ impl LoadedIndex {
         model_id: &str,
         documents: usize,
     ) -> Result<LoadedIndex, KnowledgeError> {
-        let bad = |reason: String| KnowledgeError::Corrupt { dir: PathBuf::from("(memory)"), reason };
+        let bad = |reason: String| KnowledgeError::Corrupt {
+            dir: PathBuf::from("(memory)"),
+            reason,
+        };
         if dense.len() != chunks.len() {
-            return Err(bad(format!("{} vectors for {} passages", dense.len(), chunks.len())));
+            return Err(bad(format!(
+                "{} vectors for {} passages",
+                dense.len(),
+                chunks.len()
+            )));
         }
         let texts: Vec<String> = chunks.iter().map(Chunk::indexed_text).collect();
         let bm25 = Bm25Index::in_memory(analyzer, texts.iter().map(String::as_str))?;
@@ -91,7 +98,13 @@ impl LoadedIndex {
             chunking,
             files: BTreeMap::new(),
         };
-        Ok(LoadedIndex { manifest, version: "memory".into(), chunks, dense, bm25 })
+        Ok(LoadedIndex {
+            manifest,
+            version: "memory".into(),
+            chunks,
+            dense,
+            bm25,
+        })
     }
 }
 
@@ -107,15 +120,23 @@ pub struct NewVersion<'a> {
 }
 
 fn now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> KnowledgeError + '_ {
-    move |source| KnowledgeError::Write { path: path.to_owned(), source }
+    move |source| KnowledgeError::Write {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> KnowledgeError + '_ {
-    move |source| KnowledgeError::Read { path: path.to_owned(), source }
+    move |source| KnowledgeError::Read {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Writes and syncs a file, so that a rename published after it never exposes missing data.
@@ -126,7 +147,9 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), KnowledgeError> {
 }
 
 fn sync_dir(path: &Path) -> Result<(), KnowledgeError> {
-    std::fs::File::open(path).and_then(|d| d.sync_all()).map_err(write_err(path))
+    std::fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(write_err(path))
 }
 
 /// Writes a complete version under `dir/versions/` and returns its name. `CURRENT` is not
@@ -138,7 +161,11 @@ pub fn write_version(dir: &Path, v: &NewVersion<'_>) -> Result<String, Knowledge
     let versions = dir.join(VERSIONS);
     std::fs::create_dir_all(&versions).map_err(write_err(&versions))?;
     let stamp = now();
-    let staging = versions.join(format!("{STAGING_PREFIX}{}-{}", std::process::id(), stamp.as_nanos()));
+    let staging = versions.join(format!(
+        "{STAGING_PREFIX}{}-{}",
+        std::process::id(),
+        stamp.as_nanos()
+    ));
     let result = write_staging(&staging, v, stamp).and_then(|()| {
         let name = format!("{}-{}", v.corpus_version, stamp.as_millis());
         let target = versions.join(&name);
@@ -152,12 +179,20 @@ pub fn write_version(dir: &Path, v: &NewVersion<'_>) -> Result<String, Knowledge
     result
 }
 
-fn write_staging(staging: &Path, v: &NewVersion<'_>, stamp: Duration) -> Result<(), KnowledgeError> {
+fn write_staging(
+    staging: &Path,
+    v: &NewVersion<'_>,
+    stamp: Duration,
+) -> Result<(), KnowledgeError> {
     std::fs::create_dir_all(staging).map_err(write_err(staging))?;
     if v.vectors.len() != v.chunks.len() {
         return Err(KnowledgeError::Corrupt {
             dir: staging.to_owned(),
-            reason: format!("{} vectors for {} passages", v.vectors.len(), v.chunks.len()),
+            reason: format!(
+                "{} vectors for {} passages",
+                v.vectors.len(),
+                v.chunks.len()
+            ),
         });
     }
     let mut files = BTreeMap::new();
@@ -188,7 +223,9 @@ fn write_staging(staging: &Path, v: &NewVersion<'_>, stamp: Duration) -> Result<
             continue;
         }
         let bytes = std::fs::read(&path).map_err(read_err(&path))?;
-        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(write_err(&path))?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(write_err(&path))?;
         files.insert(format!("{BM25}/{name}"), digest(&bytes));
     }
     sync_dir(&bm25_dir)?;
@@ -205,14 +242,19 @@ fn write_staging(staging: &Path, v: &NewVersion<'_>, stamp: Duration) -> Result<
         chunking: v.chunking,
         files,
     };
-    let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| KnowledgeError::Write { path: staging.join(MANIFEST), source: std::io::Error::other(e) })?;
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| KnowledgeError::Write {
+        path: staging.join(MANIFEST),
+        source: std::io::Error::other(e),
+    })?;
     write_synced(&staging.join(MANIFEST), &json)?;
     sync_dir(staging)
 }
 
 fn digest(bytes: &[u8]) -> FileDigest {
-    FileDigest { bytes: bytes.len() as u64, sha256: manifest::sha256_hex(bytes) }
+    FileDigest {
+        bytes: bytes.len() as u64,
+        sha256: manifest::sha256_hex(bytes),
+    }
 }
 
 /// Makes `name` the served version.
@@ -222,7 +264,10 @@ fn digest(bytes: &[u8]) -> FileDigest {
 pub fn swap_pointer(dir: &Path, name: &str) -> Result<(), KnowledgeError> {
     let target = version_dir(dir, name)?;
     if !target.join(MANIFEST).is_file() {
-        return Err(KnowledgeError::Corrupt { dir: target, reason: format!("no {MANIFEST}") });
+        return Err(KnowledgeError::Corrupt {
+            dir: target,
+            reason: format!("no {MANIFEST}"),
+        });
     }
     let tmp = dir.join(format!("{POINTER}.tmp"));
     write_synced(&tmp, format!("{name}\n").as_bytes())?;
@@ -240,7 +285,12 @@ pub fn current_version(dir: &Path) -> Result<Option<String>, KnowledgeError> {
     let text = match std::fs::read_to_string(&pointer) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(KnowledgeError::Read { path: pointer, source }),
+        Err(source) => {
+            return Err(KnowledgeError::Read {
+                path: pointer,
+                source,
+            })
+        }
     };
     let name = text.trim().to_owned();
     version_dir(dir, &name)?;
@@ -249,9 +299,13 @@ pub fn current_version(dir: &Path) -> Result<Option<String>, KnowledgeError> {
 
 /// `dir/versions/name`, refusing names that would leave it.
 fn version_dir(dir: &Path, name: &str) -> Result<PathBuf, KnowledgeError> {
-    let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']) && name != "..";
+    let plain =
+        !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\']) && name != "..";
     if !plain {
-        return Err(KnowledgeError::Corrupt { dir: dir.to_owned(), reason: format!("{POINTER} names {name:?}") });
+        return Err(KnowledgeError::Corrupt {
+            dir: dir.to_owned(),
+            reason: format!("{POINTER} names {name:?}"),
+        });
     }
     Ok(dir.join(VERSIONS).join(name))
 }
@@ -263,13 +317,23 @@ fn version_dir(dir: &Path, name: &str) -> Result<PathBuf, KnowledgeError> {
 pub fn read_manifest(dir: &Path, name: &str) -> Result<Manifest, KnowledgeError> {
     let vdir = version_dir(dir, name)?;
     let path = vdir.join(MANIFEST);
-    let bytes = std::fs::read(&path).map_err(|e| KnowledgeError::Corrupt { dir: vdir.clone(), reason: format!("{MANIFEST}: {e}") })?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| KnowledgeError::Corrupt { dir: vdir.clone(), reason: format!("{MANIFEST}: {e}") })?;
+    let bytes = std::fs::read(&path).map_err(|e| KnowledgeError::Corrupt {
+        dir: vdir.clone(),
+        reason: format!("{MANIFEST}: {e}"),
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| KnowledgeError::Corrupt {
+            dir: vdir.clone(),
+            reason: format!("{MANIFEST}: {e}"),
+        })?;
     if manifest.format != manifest::FORMAT {
         return Err(KnowledgeError::Corrupt {
             dir: vdir,
-            reason: format!("format {} is not the supported format {}", manifest.format, manifest::FORMAT),
+            reason: format!(
+                "format {} is not the supported format {}",
+                manifest.format,
+                manifest::FORMAT
+            ),
         });
     }
     Ok(manifest)
@@ -292,42 +356,71 @@ pub fn load(dir: &Path) -> Result<LoadedIndex, KnowledgeError> {
 pub fn load_version(dir: &Path, name: &str) -> Result<LoadedIndex, KnowledgeError> {
     let vdir = version_dir(dir, name)?;
     let manifest = read_manifest(dir, name)?;
-    let corrupt = |reason: String| KnowledgeError::Corrupt { dir: vdir.clone(), reason };
+    let corrupt = |reason: String| KnowledgeError::Corrupt {
+        dir: vdir.clone(),
+        reason,
+    };
     let mut verified: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     for (file, expected) in &manifest.files {
-        if file.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        if file
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+        {
             return Err(corrupt(format!("manifest lists {file:?}")));
         }
         let bytes = std::fs::read(vdir.join(file)).map_err(|e| corrupt(format!("{file}: {e}")))?;
         if bytes.len() as u64 != expected.bytes || manifest::sha256_hex(&bytes) != expected.sha256 {
-            return Err(corrupt(format!("{file} does not match its digest in {MANIFEST} (altered or truncated)")));
+            return Err(corrupt(format!(
+                "{file} does not match its digest in {MANIFEST} (altered or truncated)"
+            )));
         }
         verified.insert(file, bytes);
     }
-    let chunks_bytes = verified.remove(CHUNKS).ok_or_else(|| corrupt(format!("{MANIFEST} lists no {CHUNKS}")))?;
-    let vector_bytes = verified.remove(VECTORS).ok_or_else(|| corrupt(format!("{MANIFEST} lists no {VECTORS}")))?;
+    let chunks_bytes = verified
+        .remove(CHUNKS)
+        .ok_or_else(|| corrupt(format!("{MANIFEST} lists no {CHUNKS}")))?;
+    let vector_bytes = verified
+        .remove(VECTORS)
+        .ok_or_else(|| corrupt(format!("{MANIFEST} lists no {VECTORS}")))?;
     let mut chunks = Vec::with_capacity(manifest.chunks);
     for (i, line) in chunks_bytes.split(|&b| b == b'\n').enumerate() {
         if line.is_empty() {
             continue;
         }
-        let chunk: Chunk = serde_json::from_slice(line).map_err(|e| corrupt(format!("{CHUNKS} line {}: {e}", i + 1)))?;
+        let chunk: Chunk = serde_json::from_slice(line)
+            .map_err(|e| corrupt(format!("{CHUNKS} line {}: {e}", i + 1)))?;
         chunks.push(chunk);
     }
     if chunks.len() != manifest.chunks || chunks.is_empty() {
-        return Err(corrupt(format!("{} passages in {CHUNKS}, manifest says {}", chunks.len(), manifest.chunks)));
+        return Err(corrupt(format!(
+            "{} passages in {CHUNKS}, manifest says {}",
+            chunks.len(),
+            manifest.chunks
+        )));
     }
-    let dense = DenseIndex::from_bytes(manifest.dimensions, chunks.len(), &vector_bytes).map_err(corrupt)?;
+    let dense = DenseIndex::from_bytes(manifest.dimensions, chunks.len(), &vector_bytes)
+        .map_err(corrupt)?;
     let prefix = format!("{BM25}/");
     let bm25_files: Vec<(String, Vec<u8>)> = verified
         .into_iter()
         .filter_map(|(name, bytes)| name.strip_prefix(&prefix).map(|n| (n.to_owned(), bytes)))
         .collect();
-    let bm25 = Bm25Index::from_files(bm25_files, manifest.analyzer).map_err(|e| corrupt(format!("{BM25}: {e}")))?;
+    let bm25 = Bm25Index::from_files(bm25_files, manifest.analyzer)
+        .map_err(|e| corrupt(format!("{BM25}: {e}")))?;
     if bm25.len() != chunks.len() {
-        return Err(corrupt(format!("{} passages in {BM25}, {} in {CHUNKS}", bm25.len(), chunks.len())));
+        return Err(corrupt(format!(
+            "{} passages in {BM25}, {} in {CHUNKS}",
+            bm25.len(),
+            chunks.len()
+        )));
     }
-    Ok(LoadedIndex { manifest, version: name.to_owned(), chunks, dense, bm25 })
+    Ok(LoadedIndex {
+        manifest,
+        version: name.to_owned(),
+        chunks,
+        dense,
+        bm25,
+    })
 }
 
 /// Removes old versions, keeping the current one and the `keep` newest others (a rollback is
@@ -344,8 +437,14 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<String>, KnowledgeError> {
         let entry = entry.map_err(read_err(&versions))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(STAGING_PREFIX) {
-            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-            if age.is_some_and(|a| a > STALE_STAGING) && std::fs::remove_dir_all(entry.path()).is_ok() {
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > STALE_STAGING)
+                && std::fs::remove_dir_all(entry.path()).is_ok()
+            {
                 removed.push(name);
             }
             continue;
@@ -353,7 +452,11 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<String>, KnowledgeError> {
         if Some(&name) == current.as_ref() {
             continue;
         }
-        let millis = name.rsplit('-').next().and_then(|m| m.parse::<u128>().ok()).unwrap_or(0);
+        let millis = name
+            .rsplit('-')
+            .next()
+            .and_then(|m| m.parse::<u128>().ok())
+            .unwrap_or(0);
         others.push((millis, name));
     }
     others.sort();
@@ -361,7 +464,9 @@ pub fn prune(dir: &Path, keep: usize) -> Result<Vec<String>, KnowledgeError> {
     for (_, name) in others.into_iter().take(excess) {
         match std::fs::remove_dir_all(versions.join(&name)) {
             Ok(()) => removed.push(name),
-            Err(e) => tracing::warn!(version = %name, error = %e, "cannot remove an old index version"),
+            Err(e) => {
+                tracing::warn!(version = %name, error = %e, "cannot remove an old index version")
+            }
         }
     }
     Ok(removed)
@@ -372,7 +477,8 @@ mod tests {
     use super::*;
 
     pub(crate) fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("libriassist-index-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("libriassist-index-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -411,10 +517,16 @@ mod tests {
         let dir = temp("write-swap-load");
         assert!(matches!(load(&dir), Err(KnowledgeError::NoIndex(_))));
         let first = write(&dir, 3, "aaaa");
-        assert!(matches!(load(&dir), Err(KnowledgeError::NoIndex(_))), "not served before the swap");
+        assert!(
+            matches!(load(&dir), Err(KnowledgeError::NoIndex(_))),
+            "not served before the swap"
+        );
         swap_pointer(&dir, &first).unwrap();
         let index = load(&dir).unwrap();
-        assert_eq!((index.chunks.len(), index.dense.len(), index.bm25.len()), (3, 3, 3));
+        assert_eq!(
+            (index.chunks.len(), index.dense.len(), index.bm25.len()),
+            (3, 3, 3)
+        );
         assert_eq!(index.manifest.corpus_version, "aaaa");
         assert_eq!(index.version, first);
         assert_eq!(index.bm25.search("passage numéro 2", 1).unwrap()[0].0, 2);
@@ -443,11 +555,20 @@ mod tests {
         let manifest = std::fs::read_to_string(vdir.join(MANIFEST)).unwrap();
         std::fs::write(vdir.join(MANIFEST), &manifest[..manifest.len() / 2]).unwrap();
         assert!(matches!(load(&dir), Err(KnowledgeError::Corrupt { .. })));
-        std::fs::write(vdir.join(MANIFEST), manifest.replace("\"format\": 1", "\"format\": 99")).unwrap();
+        std::fs::write(
+            vdir.join(MANIFEST),
+            manifest.replace("\"format\": 1", "\"format\": 99"),
+        )
+        .unwrap();
         assert!(load(&dir).unwrap_err().to_string().contains("format 99"));
         std::fs::write(vdir.join(MANIFEST), &manifest).unwrap();
 
-        let bm25_file = std::fs::read_dir(vdir.join(BM25)).unwrap().next().unwrap().unwrap().path();
+        let bm25_file = std::fs::read_dir(vdir.join(BM25))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
         std::fs::write(&bm25_file, b"garbage").unwrap();
         assert!(matches!(load(&dir), Err(KnowledgeError::Corrupt { .. })));
 
@@ -473,7 +594,10 @@ mod tests {
         assert_eq!(removed, [names[1].clone(), names[2].clone()]);
         assert!(dir.join(VERSIONS).join(&names[0]).is_dir());
         assert!(dir.join(VERSIONS).join(&names[3]).is_dir());
-        assert!(dir.join(VERSIONS).join(".staging-1-1").is_dir(), "a recent staging directory may be a running build");
+        assert!(
+            dir.join(VERSIONS).join(".staging-1-1").is_dir(),
+            "a recent staging directory may be a running build"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -52,10 +52,16 @@ pub struct IngestReport {
 ///
 /// # Errors
 /// As [`read_inputs`], and [`KnowledgeError::EmptyCorpus`] when they hold no text.
-pub fn chunk_inputs(inputs: &[PathBuf], chunking: &ChunkSettings) -> Result<(usize, Vec<Chunk>), KnowledgeError> {
+pub fn chunk_inputs(
+    inputs: &[PathBuf],
+    chunking: &ChunkSettings,
+) -> Result<(usize, Vec<Chunk>), KnowledgeError> {
     chunking.validate().map_err(KnowledgeError::Settings)?;
     let documents = read_inputs(inputs)?;
-    let chunks: Vec<Chunk> = documents.iter().flat_map(|d| chunk_document(d, chunking)).collect();
+    let chunks: Vec<Chunk> = documents
+        .iter()
+        .flat_map(|d| chunk_document(d, chunking))
+        .collect();
     if chunks.is_empty() {
         return Err(KnowledgeError::EmptyCorpus);
     }
@@ -67,10 +73,18 @@ pub fn chunk_inputs(inputs: &[PathBuf], chunking: &ChunkSettings) -> Result<(usi
 /// # Errors
 /// Any failure; the index previously published in `options.out` (if any) is then still the
 /// one `CURRENT` names.
-pub fn ingest(options: &IngestOptions, embedder: &Embedder) -> Result<IngestReport, KnowledgeError> {
+pub fn ingest(
+    options: &IngestOptions,
+    embedder: &Embedder,
+) -> Result<IngestReport, KnowledgeError> {
     let started = Instant::now();
     let (documents, chunks) = chunk_inputs(&options.inputs, &options.chunking)?;
-    let version = corpus_version(&chunks, &options.chunking, options.analyzer, embedder.model_id());
+    let version = corpus_version(
+        &chunks,
+        &options.chunking,
+        options.analyzer,
+        embedder.model_id(),
+    );
     let report = |name: String, unchanged: bool, embed_seconds: f64| IngestReport {
         version: name,
         corpus_version: version.clone(),
@@ -79,12 +93,17 @@ pub fn ingest(options: &IngestOptions, embedder: &Embedder) -> Result<IngestRepo
         chunks: chunks.len(),
         model_id: embedder.model_id().to_owned(),
         embed_seconds,
-        passages_per_second: if embed_seconds > 0.0 { chunks.len() as f64 / embed_seconds } else { 0.0 },
+        passages_per_second: if embed_seconds > 0.0 {
+            chunks.len() as f64 / embed_seconds
+        } else {
+            0.0
+        },
         total_seconds: started.elapsed().as_secs_f64(),
     };
     if let Ok(Some(current)) = index::current_version(&options.out) {
         // Only a version that still loads cleanly counts as up to date; a damaged one is rebuilt.
-        let same = index::read_manifest(&options.out, &current).is_ok_and(|m| m.corpus_version == version)
+        let same = index::read_manifest(&options.out, &current)
+            .is_ok_and(|m| m.corpus_version == version)
             && index::load_version(&options.out, &current).is_ok();
         if same {
             tracing::info!(version = %current, "index already up to date");
@@ -95,8 +114,12 @@ pub fn ingest(options: &IngestOptions, embedder: &Embedder) -> Result<IngestRepo
     let embed_started = Instant::now();
     let vectors = embed_all(&chunks, embedder, options.batch, options.progress)?;
     let embed_seconds = embed_started.elapsed().as_secs_f64();
-    let dense = DenseIndex::from_rows(embedder.dimensions(), &vectors)
-        .map_err(|reason| KnowledgeError::Corrupt { dir: options.out.clone(), reason })?;
+    let dense = DenseIndex::from_rows(embedder.dimensions(), &vectors).map_err(|reason| {
+        KnowledgeError::Corrupt {
+            dir: options.out.clone(),
+            reason,
+        }
+    })?;
     let new = NewVersion {
         chunks: &chunks,
         vectors: &dense,
@@ -111,18 +134,29 @@ pub fn ingest(options: &IngestOptions, embedder: &Embedder) -> Result<IngestRepo
     index::load_version(&options.out, &name)?;
     index::swap_pointer(&options.out, &name)?;
     match index::prune(&options.out, options.keep_versions) {
-        Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "old index versions removed"),
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(?removed, "old index versions removed")
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot prune old index versions"),
     }
     Ok(report(name, false, embed_seconds))
 }
 
-fn embed_all(chunks: &[Chunk], embedder: &Embedder, batch: usize, progress: bool) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+fn embed_all(
+    chunks: &[Chunk],
+    embedder: &Embedder,
+    batch: usize,
+    progress: bool,
+) -> Result<Vec<Vec<f32>>, KnowledgeError> {
     let batch = batch.max(1);
     let bar = ProgressBar::with_draw_target(
         Some(chunks.len() as u64),
-        if progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        if progress {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
     );
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} passages, {per_sec}, ETA {eta}")

@@ -28,8 +28,16 @@ pub struct KnowledgeBase {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Reload {
     /// `CURRENT` still names the version being served.
-    Unchanged { version: String, corpus_version: String },
-    Swapped { from: String, to: String, corpus_version: String, chunks: usize },
+    Unchanged {
+        version: String,
+        corpus_version: String,
+    },
+    Swapped {
+        from: String,
+        to: String,
+        corpus_version: String,
+        chunks: usize,
+    },
 }
 
 impl KnowledgeBase {
@@ -73,9 +81,15 @@ impl KnowledgeBase {
     ///
     /// # Errors
     /// As [`Retriever::retrieve`].
-    pub async fn retrieve(&self, question: &str) -> Result<(Arc<LoadedIndex>, Retrieval), KnowledgeError> {
+    pub async fn retrieve(
+        &self,
+        question: &str,
+    ) -> Result<(Arc<LoadedIndex>, Retrieval), KnowledgeError> {
         let index = self.index();
-        let retrieval = self.retriever.retrieve(Arc::clone(&index), question).await?;
+        let retrieval = self
+            .retriever
+            .retrieve(Arc::clone(&index), question)
+            .await?;
         Ok((index, retrieval))
     }
 
@@ -87,7 +101,8 @@ impl KnowledgeBase {
         let _one_at_a_time = self.reloading.lock().await;
         let dir = self.dir.clone();
         let serving = self.index();
-        let next = index::current_version(&dir)?.ok_or_else(|| KnowledgeError::NoIndex(dir.clone()))?;
+        let next =
+            index::current_version(&dir)?.ok_or_else(|| KnowledgeError::NoIndex(dir.clone()))?;
         if next == serving.version {
             return Ok(Reload::Unchanged {
                 version: serving.version.clone(),

@@ -43,7 +43,12 @@ pub struct FileDigest {
 }
 
 /// The corpus version of these passages indexed this way.
-pub fn corpus_version(chunks: &[Chunk], chunking: &ChunkSettings, analyzer: Analyzer, model_id: &str) -> String {
+pub fn corpus_version(
+    chunks: &[Chunk],
+    chunking: &ChunkSettings,
+    analyzer: Analyzer,
+    model_id: &str,
+) -> String {
     let mut h = Sha256::new();
     // Length-prefixed fields: no two different inputs can produce the same byte stream.
     let mut field = |bytes: &[u8]| {
@@ -87,7 +92,12 @@ pub fn rfc3339(seconds: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -95,7 +105,14 @@ mod tests {
     use super::*;
 
     fn chunk(id: &str, text: &str) -> Chunk {
-        Chunk { id: id.into(), doc_id: id.into(), title: "T".into(), url: None, heading: None, text: text.into() }
+        Chunk {
+            id: id.into(),
+            doc_id: id.into(),
+            title: "T".into(),
+            url: None,
+            heading: None,
+            text: text.into(),
+        }
     }
 
     #[test]
@@ -104,11 +121,28 @@ mod tests {
         let a = vec![chunk("a", "un"), chunk("b", "deux")];
         let v = corpus_version(&a, &s, Analyzer::FrenchFolded, "m");
         assert_eq!(v.len(), 16);
-        assert_eq!(v, corpus_version(&a.clone(), &s, Analyzer::FrenchFolded, "m"));
-        assert_ne!(v, corpus_version(&[chunk("a", "un"), chunk("b", "deux!")], &s, Analyzer::FrenchFolded, "m"));
-        assert_ne!(v, corpus_version(&a, &s, Analyzer::FrenchFolded, "other-model"));
+        assert_eq!(
+            v,
+            corpus_version(&a.clone(), &s, Analyzer::FrenchFolded, "m")
+        );
+        assert_ne!(
+            v,
+            corpus_version(
+                &[chunk("a", "un"), chunk("b", "deux!")],
+                &s,
+                Analyzer::FrenchFolded,
+                "m"
+            )
+        );
+        assert_ne!(
+            v,
+            corpus_version(&a, &s, Analyzer::FrenchFolded, "other-model")
+        );
         assert_ne!(v, corpus_version(&a, &s, Analyzer::French, "m"));
-        let s2 = ChunkSettings { max_chars: 500, ..s };
+        let s2 = ChunkSettings {
+            max_chars: 500,
+            ..s
+        };
         assert_ne!(v, corpus_version(&a, &s2, Analyzer::FrenchFolded, "m"));
         // Field boundaries matter: moving a character from one field to the next changes it.
         assert_ne!(
@@ -136,10 +170,19 @@ mod tests {
             built_at: rfc3339(0),
             analyzer: Analyzer::FrenchFolded,
             chunking: ChunkSettings::default(),
-            files: BTreeMap::from([("chunks.jsonl".into(), FileDigest { bytes: 3, sha256: sha256_hex(b"abc") })]),
+            files: BTreeMap::from([(
+                "chunks.jsonl".into(),
+                FileDigest {
+                    bytes: 3,
+                    sha256: sha256_hex(b"abc"),
+                },
+            )]),
         };
         let json = serde_json::to_string_pretty(&m).unwrap();
         assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

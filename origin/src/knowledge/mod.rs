@@ -44,15 +44,29 @@ pub use retriever::{Hit, Method, RetrievalSettings, Retriever};
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
     #[error("cannot read {}: {source}", .path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {}: {source}", .path.display())]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}{}: {message}", .path.display(), .line.map(|l| format!(" line {l}")).unwrap_or_default())]
-    Parse { path: PathBuf, line: Option<usize>, message: String },
+    Parse {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
     #[error("{}: unsupported file type (expected .md, .markdown, .txt, .html, .htm or .jsonl)", .0.display())]
     Unsupported(PathBuf),
     #[error("document id {id:?} appears twice: in {} and in {}", .first.display(), .second.display())]
-    DuplicateId { id: String, first: PathBuf, second: PathBuf },
+    DuplicateId {
+        id: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("the inputs contain no text to index")]
     EmptyCorpus,
     #[error("no index in {}: build one with `libriassist ingest --input PATH... --out {}`", .0.display(), .0.display())]
@@ -64,7 +78,13 @@ pub enum KnowledgeError {
          the loaded model is {model} ({dimensions} dimensions); rebuild it with `libriassist ingest`",
         .dir.display()
     )]
-    ModelMismatch { dir: PathBuf, index_model: String, index_dimensions: usize, model: String, dimensions: usize },
+    ModelMismatch {
+        dir: PathBuf,
+        index_model: String,
+        index_dimensions: usize,
+        model: String,
+        dimensions: usize,
+    },
     #[error("full-text index error: {0}")]
     FullText(String),
     #[error("invalid settings: {0}")]

@@ -49,7 +49,12 @@ pub struct RetrievalSettings {
 
 impl Default for RetrievalSettings {
     fn default() -> Self {
-        RetrievalSettings { top_k: 4, candidates: 50, min_relevance: 0.80, fusion: Fusion::default() }
+        RetrievalSettings {
+            top_k: 4,
+            candidates: 50,
+            min_relevance: 0.80,
+            fusion: Fusion::default(),
+        }
     }
 }
 
@@ -77,20 +82,32 @@ pub fn search(
     method: Method,
     settings: &RetrievalSettings,
 ) -> Result<Vec<Hit>, KnowledgeError> {
-    let need_vector = || vector.ok_or_else(|| KnowledgeError::Settings(format!("{} search needs a question vector", method.name())));
+    let need_vector = || {
+        vector.ok_or_else(|| {
+            KnowledgeError::Settings(format!("{} search needs a question vector", method.name()))
+        })
+    };
     let cosine = |ord: u32| vector.and_then(|v| index.dense.score(v, ord as usize));
     let hits = match method {
         Method::Bm25 => index
             .bm25
             .search(question, settings.top_k)?
             .into_iter()
-            .map(|(ord, score)| Hit { ord, score, cosine: cosine(ord) })
+            .map(|(ord, score)| Hit {
+                ord,
+                score,
+                cosine: cosine(ord),
+            })
             .collect(),
         Method::Dense => index
             .dense
             .search(need_vector()?, settings.top_k)
             .into_iter()
-            .map(|(ord, score)| Hit { ord, score, cosine: Some(score) })
+            .map(|(ord, score)| Hit {
+                ord,
+                score,
+                cosine: Some(score),
+            })
             .collect(),
         Method::Hybrid => {
             let v = need_vector()?;
@@ -103,7 +120,11 @@ pub fn search(
                 .fuse(&lexical, &dense)
                 .into_iter()
                 .take(settings.top_k)
-                .map(|(ord, fused)| Hit { ord, score: fused / max, cosine: cosine(ord) })
+                .map(|(ord, fused)| Hit {
+                    ord,
+                    score: fused / max,
+                    cosine: cosine(ord),
+                })
                 .collect()
         }
     };
@@ -145,7 +166,11 @@ impl Retriever {
     ///
     /// # Errors
     /// The question cannot be embedded, or the search failed.
-    pub async fn retrieve(&self, index: Arc<LoadedIndex>, question: &str) -> Result<Retrieval, KnowledgeError> {
+    pub async fn retrieve(
+        &self,
+        index: Arc<LoadedIndex>,
+        question: &str,
+    ) -> Result<Retrieval, KnowledgeError> {
         let started = Instant::now();
         let vector = self.embedder.embed_query(question).await?;
         let embed_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -162,13 +187,20 @@ impl Retriever {
         let (hits, search_ms) = (searched.0?, searched.1);
         let best_cosine = hits.iter().filter_map(|h| h.cosine).reduce(f32::max);
         let hits = apply_floor(hits, self.settings.min_relevance);
-        Ok(Retrieval { hits, best_cosine, embed_ms, search_ms })
+        Ok(Retrieval {
+            hits,
+            best_cosine,
+            embed_ms,
+            search_ms,
+        })
     }
 }
 
 /// Keeps the hits whose cosine reaches `min_relevance`, in their order.
 pub fn apply_floor(hits: Vec<Hit>, min_relevance: f32) -> Vec<Hit> {
-    hits.into_iter().filter(|h| h.cosine.is_some_and(|c| c >= min_relevance)).collect()
+    hits.into_iter()
+        .filter(|h| h.cosine.is_some_and(|c| c >= min_relevance))
+        .collect()
 }
 
 #[cfg(test)]
@@ -179,7 +211,11 @@ mod tests {
     use crate::knowledge::dense::DenseIndex;
 
     fn index() -> LoadedIndex {
-        let texts = ["livraison gratuite dès 35 euros", "paiement par carte bancaire", "livres numériques au format EPUB"];
+        let texts = [
+            "livraison gratuite dès 35 euros",
+            "paiement par carte bancaire",
+            "livres numériques au format EPUB",
+        ];
         let chunks: Vec<Chunk> = texts
             .iter()
             .enumerate()
@@ -192,14 +228,28 @@ mod tests {
                 text: (*t).to_owned(),
             })
             .collect();
-        let rows = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]];
-        LoadedIndex::in_memory(chunks, DenseIndex::from_rows(3, &rows).unwrap(), Analyzer::FrenchFolded, "m", 3).unwrap()
+        let rows = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0],
+        ];
+        LoadedIndex::in_memory(
+            chunks,
+            DenseIndex::from_rows(3, &rows).unwrap(),
+            Analyzer::FrenchFolded,
+            "m",
+            3,
+        )
+        .unwrap()
     }
 
     #[test]
     fn methods_and_the_floor() {
         let index = index();
-        let settings = RetrievalSettings { top_k: 2, ..RetrievalSettings::default() };
+        let settings = RetrievalSettings {
+            top_k: 2,
+            ..RetrievalSettings::default()
+        };
         let v = [0.6f32, 0.0, 0.8];
         let bm25 = search(&index, "livraison", Some(&v), Method::Bm25, &settings).unwrap();
         assert_eq!(bm25.iter().map(|h| h.ord).collect::<Vec<_>>(), [0]);
@@ -213,6 +263,10 @@ mod tests {
         let kept = apply_floor(hybrid, 0.7);
         assert_eq!(kept.iter().map(|h| h.ord).collect::<Vec<_>>(), [2]);
         assert!(search(&index, "x", None, Method::Dense, &settings).is_err());
-        assert!(search(&index, "livraison", None, Method::Bm25, &settings).unwrap()[0].cosine.is_none());
+        assert!(
+            search(&index, "livraison", None, Method::Bm25, &settings).unwrap()[0]
+                .cosine
+                .is_none()
+        );
     }
 }

@@ -28,12 +28,18 @@ pub struct Extractive {
 /// Overload (`QueueFull`, `QueueTimeout`) is not: the backends are healthy and a retry soon
 /// will get a written answer, so the client is told to retry instead.
 pub fn falls_back(error: &AppError) -> bool {
-    matches!(error, AppError::Pool(PoolError::NoBackend | PoolError::Failed(_)))
+    matches!(
+        error,
+        AppError::Pool(PoolError::NoBackend | PoolError::Failed(_))
+    )
 }
 
 impl Extractive {
     pub fn new(max_passages: usize, no_answer: String) -> Extractive {
-        Extractive { max_passages: max_passages.max(1), no_answer }
+        Extractive {
+            max_passages: max_passages.max(1),
+            no_answer,
+        }
     }
 
     /// The best passages as the answer, each followed by its citation number.
@@ -41,7 +47,12 @@ impl Extractive {
         let used = &passages[..passages.len().min(self.max_passages)];
         let mut text = String::from("Voici ce que disent nos documents à ce sujet :");
         for (i, p) in used.iter().enumerate() {
-            text.push_str(&format!("\n\n**{}**\n{} [{}]", p.source.title, p.text.trim(), i + 1));
+            text.push_str(&format!(
+                "\n\n**{}**\n{} [{}]",
+                p.source.title,
+                p.text.trim(),
+                i + 1
+            ));
         }
         let sources = used.iter().map(|p| p.source.clone()).collect();
         respond(text, sources, ctx)
@@ -53,17 +64,35 @@ impl Extractive {
     }
 }
 
-fn respond(text: String, sources: Vec<libriassist_protocol::Source>, ctx: &RequestContext) -> Answer {
-    let meta = MetaEvent { sources, cache: CacheLayer::Miss, model: NO_MODEL.to_owned(), mode: Mode::Extractive };
+fn respond(
+    text: String,
+    sources: Vec<libriassist_protocol::Source>,
+    ctx: &RequestContext,
+) -> Answer {
+    let meta = MetaEvent {
+        sources,
+        cache: CacheLayer::Miss,
+        model: NO_MODEL.to_owned(),
+        mode: Mode::Extractive,
+    };
     let elapsed = (ctx.received.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     let done = DoneEvent {
-        timings: Timings { total_ms: elapsed, ttft_ms: Some(elapsed), ..Timings::default() },
+        timings: Timings {
+            total_ms: elapsed,
+            ttft_ms: Some(elapsed),
+            ..Timings::default()
+        },
         finish_reason: Some("stop".into()),
         ..DoneEvent::default()
     };
-    let mut events: Vec<AnswerEvent> = replay_pieces(&text).map(|p| AnswerEvent::Token(p.to_owned())).collect();
+    let mut events: Vec<AnswerEvent> = replay_pieces(&text)
+        .map(|p| AnswerEvent::Token(p.to_owned()))
+        .collect();
     events.push(AnswerEvent::Done(done));
-    Answer { meta, events: stream::iter(events).boxed() }
+    Answer {
+        meta,
+        events: stream::iter(events).boxed(),
+    }
 }
 
 #[cfg(test)]
@@ -74,33 +103,75 @@ mod tests {
     use std::time::Instant;
 
     fn ctx() -> RequestContext {
-        let request = ChatRequest { question: "q".into(), history: vec![], session_id: None };
-        RequestContext { request_id: "r".into(), received: Instant::now(), cache_key: cache_key(&request) }
+        let request = ChatRequest {
+            question: "q".into(),
+            history: vec![],
+            session_id: None,
+        };
+        RequestContext {
+            request_id: "r".into(),
+            received: Instant::now(),
+            cache_key: cache_key(&request),
+        }
     }
 
     fn passage(id: &str, title: &str, text: &str) -> Passage {
-        Passage { source: Source { id: id.into(), title: title.into(), url: None, score: 1.0 }, text: text.into() }
+        Passage {
+            source: Source {
+                id: id.into(),
+                title: title.into(),
+                url: None,
+                score: 1.0,
+            },
+            text: text.into(),
+        }
     }
 
     async fn collect(answer: Answer) -> (MetaEvent, String, Vec<AnswerEvent>) {
         let events: Vec<AnswerEvent> = answer.events.collect().await;
-        let text = events.iter().filter_map(|e| if let AnswerEvent::Token(t) = e { Some(t.as_str()) } else { None }).collect();
+        let text = events
+            .iter()
+            .filter_map(|e| {
+                if let AnswerEvent::Token(t) = e {
+                    Some(t.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
         (answer.meta, text, events)
     }
 
     #[tokio::test]
     async fn best_passages_with_sources_in_answer_events() {
         let e = Extractive::new(2, "Je ne sais pas.".into());
-        let passages =
-            [passage("formats", "Formats", "Poche et grand format."), passage("ebooks", "Numérique", "EPUB."), passage("x", "X", "x")];
+        let passages = [
+            passage("formats", "Formats", "Poche et grand format."),
+            passage("ebooks", "Numérique", "EPUB."),
+            passage("x", "X", "x"),
+        ];
         let (meta, text, events) = collect(e.answer(&passages, &ctx())).await;
         assert_eq!(meta.mode, Mode::Extractive);
         assert_eq!(meta.model, NO_MODEL);
-        assert_eq!(meta.sources.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["formats", "ebooks"]);
-        assert!(text.contains("**Formats**\nPoche et grand format. [1]"), "{text}");
-        assert!(text.contains("EPUB. [2]") && !text.contains("[3]"), "{text}");
+        assert_eq!(
+            meta.sources
+                .iter()
+                .map(|s| s.id.as_str())
+                .collect::<Vec<_>>(),
+            ["formats", "ebooks"]
+        );
+        assert!(
+            text.contains("**Formats**\nPoche et grand format. [1]"),
+            "{text}"
+        );
+        assert!(
+            text.contains("EPUB. [2]") && !text.contains("[3]"),
+            "{text}"
+        );
         assert!(events.len() > 3);
-        assert!(matches!(events.last(), Some(AnswerEvent::Done(d)) if d.finish_reason.as_deref() == Some("stop")));
+        assert!(
+            matches!(events.last(), Some(AnswerEvent::Done(d)) if d.finish_reason.as_deref() == Some("stop"))
+        );
     }
 
     #[tokio::test]
@@ -114,7 +185,10 @@ mod tests {
     #[test]
     fn falls_back_only_when_no_backend_can_answer() {
         assert!(falls_back(&AppError::Pool(PoolError::NoBackend)));
-        let failed = BackendError::Connect { url: "u".into(), message: "m".into() };
+        let failed = BackendError::Connect {
+            url: "u".into(),
+            message: "m".into(),
+        };
         assert!(falls_back(&AppError::Pool(PoolError::Failed(failed))));
         assert!(!falls_back(&AppError::Pool(PoolError::QueueFull(3))));
         assert!(!falls_back(&AppError::Draining));

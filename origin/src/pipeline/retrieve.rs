@@ -27,7 +27,10 @@ pub struct Retrieve {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Retrieved {
     /// Passages to ground the answer on, best first; the prompt numbers them [1], [2]...
-    Passages { passages: Vec<Passage>, retrieval_ms: f64 },
+    Passages {
+        passages: Vec<Passage>,
+        retrieval_ms: f64,
+    },
     /// No passage is relevant enough: the answer must say it does not know.
     NotFound { retrieval_ms: f64 },
     /// No knowledge base is configured.
@@ -44,11 +47,19 @@ impl Retrieve {
     /// # Errors
     /// [`AppError::Internal`] when the question cannot be embedded or the index search fails;
     /// the detail is logged, not shown.
-    pub async fn run(&self, request: &ChatRequest, ctx: &RequestContext) -> Result<Retrieved, AppError> {
-        let Some(knowledge) = &self.knowledge else { return Ok(Retrieved::NoIndex) };
+    pub async fn run(
+        &self,
+        request: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<Retrieved, AppError> {
+        let Some(knowledge) = &self.knowledge else {
+            return Ok(Retrieved::NoIndex);
+        };
         let started = Instant::now();
-        let (index, retrieval) =
-            knowledge.retrieve(request.question.trim()).await.map_err(|e| AppError::Internal(format!("retrieval: {e}")))?;
+        let (index, retrieval) = knowledge
+            .retrieve(request.question.trim())
+            .await
+            .map_err(|e| AppError::Internal(format!("retrieval: {e}")))?;
         let retrieval_ms = ms(started);
         tracing::debug!(
             request_id = %ctx.request_id,
@@ -68,15 +79,28 @@ impl Retrieve {
             .filter_map(|hit| {
                 let chunk = index.chunks.get(hit.ord as usize)?;
                 let title = match &chunk.heading {
-                    Some(h) if !h.is_empty() && !chunk.title.is_empty() => format!("{} › {h}", chunk.title),
+                    Some(h) if !h.is_empty() && !chunk.title.is_empty() => {
+                        format!("{} › {h}", chunk.title)
+                    }
                     Some(h) if !h.is_empty() => h.clone(),
                     _ => chunk.title.clone(),
                 };
                 let score = (hit.score * 1000.0).round() / 1000.0;
-                Some(Passage { source: Source { id: chunk.id.clone(), title, url: chunk.url.clone(), score }, text: chunk.text.clone() })
+                Some(Passage {
+                    source: Source {
+                        id: chunk.id.clone(),
+                        title,
+                        url: chunk.url.clone(),
+                        score,
+                    },
+                    text: chunk.text.clone(),
+                })
             })
             .collect();
-        Ok(Retrieved::Passages { passages, retrieval_ms })
+        Ok(Retrieved::Passages {
+            passages,
+            retrieval_ms,
+        })
     }
 }
 

@@ -37,6 +37,13 @@ pub struct EvalCacheArgs {
     /// banking77 pairs drawn per class (same intent, different intents).
     #[arg(long, default_value_t = 500)]
     pub banking_pairs: usize,
+    /// Also list every false hit and the paraphrase misses with the guard that refused them.
+    #[arg(long)]
+    pub details: bool,
+    /// Keep the question vectors in this file (JSON) and reuse them on the next run: embedding
+    /// every text takes minutes, re-checking the guards takes seconds.
+    #[arg(long)]
+    pub vectors: Option<PathBuf>,
 }
 
 /// Candidates tried per question in the nearest-neighbour protocol, as the cache's default.
@@ -180,8 +187,22 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
     texts.extend(handwritten::BOOKSTORE_GROUPS.iter().flat_map(|g| g.iter().map(|q| (*q).to_owned())));
     let config = EmbeddingConfig::from_env_or_default();
     let embedder = tokio::task::spawn_blocking(move || Embedder::load(&config)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
-    eprintln!("embedding {} texts with {}", texts.len(), embedder.model_id());
-    let vectors = embed_all(&embedder, texts).await?;
+    let saved: HashMap<String, Vec<f32>> = match &args.vectors {
+        Some(path) if path.is_file() => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        _ => HashMap::new(),
+    };
+    let todo: Vec<String> = texts.into_iter().filter(|t| !saved.contains_key(t)).collect();
+    eprintln!("embedding {} texts with {} ({} reused)", todo.len(), embedder.model_id(), saved.len());
+    let Vectors(mut vectors) = embed_all(&embedder, todo).await?;
+    vectors.extend(saved);
+    if let Some(path) = &args.vectors {
+        let json = serde_json::to_string(&vectors).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let vectors = Vectors(vectors);
 
     let guards = GuardSettings::default();
     let mut out = String::new();
@@ -313,7 +334,65 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
     }
     let hits: usize = by_kind.values().map(|v| v.1).sum();
     let _ = writeln!(out, "\nAdversarial hits with guards: {hits} of {}.", handwritten::ADVERSARIAL.len());
+    if args.details {
+        details(&mut out, &vectors, &sets, &sp_questions, &distinct, &paraphrased, t, &guards);
+    }
     Ok(out)
+}
+
+/// The individual errors behind the rates, to read before changing a guard.
+#[allow(clippy::too_many_arguments)]
+fn details(
+    out: &mut String,
+    vectors: &Vectors,
+    sets: &[PairSet],
+    entries: &[String],
+    distinct: &[(String, Vec<usize>)],
+    paraphrased: &[(String, Vec<usize>)],
+    t: f32,
+    guards: &GuardSettings,
+) {
+    let verdict = |cached: &str, new: &str| guards::check(&Analysis::of(new), &Analysis::of(cached), guards);
+    for set in sets {
+        let _ = writeln!(out, "\n#### {}: false hits\n", set.name);
+        for (a, b) in set.others.iter().filter(|(a, b)| hit(vectors, a, b, t, Some(guards))) {
+            let _ = writeln!(out, "- {:.3} `{a}` / `{b}`", vectors.similarity(a, b));
+        }
+        let _ = writeln!(out, "\n#### {}: paraphrase misses\n", set.name);
+        for (a, b) in set.paraphrases.iter().filter(|(a, b)| !hit(vectors, a, b, t, Some(guards))) {
+            let why = match verdict(a, b) {
+                Err(g) => g.as_str(),
+                Ok(()) => "threshold",
+            };
+            let _ = writeln!(out, "- {:.3} {why}: `{a}` / `{b}`", vectors.similarity(a, b));
+        }
+    }
+    let analyses: Vec<Analysis> = entries.iter().map(|e| Analysis::of(e)).collect();
+    for (name, queries) in [("Service-Public.fr distinct questions", distinct), ("Service-Public.fr paraphrases", paraphrased)] {
+        let _ = writeln!(out, "\n#### {name}: nearest-neighbour outcomes other than a right hit\n");
+        for (query, expected) in queries {
+            let q = vectors.get(query);
+            let mut candidates: Vec<(f32, usize)> =
+                entries.iter().enumerate().filter(|(_, e)| *e != query).map(|(i, e)| (dot(q, vectors.get(e)), i)).filter(|(s, _)| *s >= t).collect();
+            candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+            candidates.truncate(CANDIDATES);
+            let new = Analysis::of(query);
+            let found = candidates.iter().find(|(_, i)| guards::check(&new, &analyses[*i], guards).is_ok());
+            match found {
+                Some((s, i)) if !expected.contains(i) => {
+                    let _ = writeln!(out, "- WRONG {s:.3} `{query}` -> `{}`", entries[*i]);
+                }
+                None if !expected.is_empty() => {
+                    let best = candidates.first().map_or(String::from("nothing above the threshold"), |(s, i)| {
+                        let why = guards::check(&new, &analyses[*i], guards).err().map_or("", |g| g.as_str());
+                        format!("{s:.3} {why} `{}`", entries[*i])
+                    });
+                    let _ = writeln!(out, "- MISS `{query}`: best {best}");
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,428 @@
+#!/usr/bin/env bash
+# Edge benchmark (issue 5): what the proxy-wasm filter costs inside Envoy, measured with wrk
+# on loopback in one run, every number compared with a baseline measured in the same run.
+#
+#   hit vs direct    POST /api/v1/chat answered by the filter from its L1 cache, against
+#                    Envoy's native direct_response returning the same body (the ceiling:
+#                    nothing answers faster from this listener). The ceiling is asked with GET:
+#                    direct_response replies before a request body is read, and HTTP/1.1 Envoy
+#                    then closes the connection (one new connection per request), which would
+#                    measure connection setup instead. Without a body to read the ceiling is a
+#                    little higher, so the ratio errs against the filter.
+#   pass-through     the filter on requests it does not answer, against the same Envoy without
+#                    the filter, both proxying to the same static upstream:
+#                    GET /healthz (identity + rate limit, then forwarded) and
+#                    POST /api/v1/chat that misses (also body validation, cache key, L1 miss,
+#                    lookup call to the cache cluster answering 404, key header, forward), and
+#                    the same with the filter's cache off, to tell the lookup's share.
+#
+# usage: scripts/bench-edge.sh [--update-docs]
+#   --update-docs        also replaces the block between `<!-- bench:edge -->` and
+#                        `<!-- /bench:edge -->` in docs/BENCHMARKS.md (nothing else in the file)
+#   BENCH_EDGE_SECONDS   length of one wrk run (default 10)
+#   BENCH_EDGE_ROUNDS    rounds over all variants (default 3)
+#   BENCH_EDGE_CONNECTIONS  wrk connections (default 16)
+#
+# Every process (Redis, simulator, origin, three Envoys, wrk) is started here on 127.0.0.1,
+# ended by PID on exit, and the whole run is bounded: about ROUNDS x 7 x SECONDS plus a minute.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LIBRIASSIST_CACHE=${LIBRIASSIST_CACHE:-$HOME/.cache/libriassist}
+
+SECONDS_PER_RUN=${BENCH_EDGE_SECONDS:-10}
+ROUNDS=${BENCH_EDGE_ROUNDS:-3}
+CONNECTIONS=${BENCH_EDGE_CONNECTIONS:-16}
+UPDATE_DOCS=0
+for arg in "$@"; do
+    case "$arg" in
+        --update-docs) UPDATE_DOCS=1 ;;
+        *) echo "usage: $0 [--update-docs]" >&2; exit 2 ;;
+    esac
+done
+COMMAND="scripts/bench-edge.sh $*"
+COMMAND=${COMMAND% }
+
+log() { printf '[bench-edge] %s\n' "$*" >&2; }
+
+# --- tools, release builds ------------------------------------------------------------------
+scripts/setup.sh step wasm_target envoy redis
+if ! command -v wrk >/dev/null; then
+    log "apt-get install wrk"
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+cargo build -q -p libriassist-filter --target wasm32-wasip1 --release
+cargo build -q --release -p libriassist --bin libriassist
+ENVOY=$LIBRIASSIST_CACHE/envoy
+BIN=target/release/libriassist
+WASM=target/wasm32-wasip1/release/libriassist_filter.wasm
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/libriassist-bench-edge.XXXXXX")
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start NAME STDOUT CMD...: a child on its own, remembered for cleanup.
+start() {
+    local name=$1 out=$2
+    shift 2
+    "$@" </dev/null >"$out" 2>"$TMP/$name.err" &
+    PIDS+=($!)
+}
+
+# wait_http URL STATUS SECONDS
+wait_http() {
+    local i code
+    for ((i = 0; i < $3 * 10; i++)); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" || true)
+        [ "$code" = "$2" ] && return 0
+        sleep 0.1
+    done
+    log "$1 did not answer $2 within $3 s"
+    return 1
+}
+
+# --- Envoy configurations ---------------------------------------------------------------------
+shopt -u patsub_replacement 2>/dev/null || true
+
+# render LISTEN ADMIN ORIGIN CACHE FILTER_CONFIG: envoy/envoy.template.yaml with these values.
+render() {
+    local text
+    text=$(<envoy/envoy.template.yaml)
+    text=${text//'${LISTEN_PORT}'/$1}
+    text=${text//'${ADMIN_PORT}'/$2}
+    text=${text//'${ORIGIN_PORT}'/$3}
+    text=${text//'${CACHE_PORT}'/$4}
+    text=${text//'${WASM_PATH}'/$WASM}
+    text=${text//'${FILTER_CONFIG}'/$5}
+    if grep -q '\${' <<<"$text"; then
+        log "envoy/envoy.template.yaml has a variable this script does not know:"
+        grep -n '\${' <<<"$text" >&2
+        exit 1
+    fi
+    printf '%s\n' "$text"
+}
+
+# The same listener without the filter: its http_filters entry is dropped, the router stays.
+without_filter() {
+    awk '
+        /^ *- name: envoy\.filters\.http\.wasm$/ { skip = 1; n++ }
+        skip && /^ *- name: envoy\.filters\.http\.router$/ { skip = 0 }
+        !skip { print }
+        END { if (n != 1) exit 3 }
+    ' || { log "no wasm filter entry found in the template: update without_filter"; exit 1; }
+}
+
+# A first route answering PATH with the file BODY, as the hit does (200, JSON).
+with_direct_route() {
+    awk -v path="$1" -v body="$2" '
+        /^ *routes:$/ && !done {
+            print
+            ind = substr($0, 1, index($0, "routes:") - 1)
+            print ind "- match: { path: " path " }"
+            print ind "  direct_response:"
+            print ind "    status: 200"
+            print ind "    body: { filename: " body " }"
+            print ind "  response_headers_to_add:"
+            print ind "  - header: { key: content-type, value: application/json }"
+            print ind "    append_action: OVERWRITE_IF_EXISTS_OR_ADD"
+            done = 1
+            next
+        }
+        { print }
+        END { if (!done) exit 3 }
+    ' || { log "no routes: list found in the template: update with_direct_route"; exit 1; }
+}
+
+# start_envoy NAME CONFIG ADMIN_PORT
+start_envoy() {
+    # One worker: wrk takes the other core, so throughput is the proxy's cost per request.
+    # Access logs (stdout) are formatted as in production but not kept.
+    start "$1" /dev/null "$ENVOY" -c "$2" --concurrency 1 --disable-hot-restart -l warning
+    if ! wait_http "http://127.0.0.1:$3/ready" 200 30; then
+        cat "$TMP/$1.err" >&2
+        exit 1
+    fi
+}
+
+# The load generator's single address is one client: the limits are lifted so it is never
+# limited, but every request still goes through the rate-limit check in shared data.
+LIFTED='"rate_limits":{"chat":{"per_second":1000000,"burst":1000000},"stream":{"per_second":1000000,"burst":1000000},"other":{"per_second":1000000,"burst":1000000}},"max_concurrent_streams":4'
+FILTER_CONFIG='{"cache":{"cluster":"libriassist_cache","timeout_ms":100,"l1_ttl_seconds":5},'$LIFTED'}'
+NO_LOOKUP_CONFIG='{"cache":{"enabled":false},'$LIFTED'}'
+
+# --- processes ----------------------------------------------------------------------------------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "load average before: $LOAD_BEFORE"
+
+REDIS_PORT=$(free_port)
+start redis /dev/null redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no
+SIM_PORT=$(free_port)
+# A fast simulator: the answer only has to exist once, in the cache; its length is that of a
+# typical answer (about 1 KB of JSON at the edge).
+start sim /dev/null "$BIN" sim --listen "127.0.0.1:$SIM_PORT" --slots 4 --ttft-ms 10 \
+    --tokens-per-sec 0 --answer-tokens 120
+wait_http "http://127.0.0.1:$SIM_PORT/api/version" 200 20
+ORIGIN_PORT=$(free_port)
+start origin /dev/null env RUST_LOG=warn LIBRIASSIST_LISTEN="127.0.0.1:$ORIGIN_PORT" \
+    OLLAMA_URLS="http://127.0.0.1:$SIM_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" \
+    "$BIN" serve
+wait_http "http://127.0.0.1:$ORIGIN_PORT/readyz" 200 120 || { cat "$TMP/origin.err" >&2; exit 1; }
+
+# The static upstream of the pass-through variants: a second Envoy answering everything from
+# direct_response (200 for the API and /healthz, 404 for cache lookups, as the origin answers
+# an unknown key). Fixed cost per request, and none of the origin's work, so the difference
+# between the two proxies is the filter's.
+UP_PORT=$(free_port)
+UP_ADMIN=$(free_port)
+cat >"$TMP/upstream.yaml" <<EOF
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: $UP_ADMIN } }
+static_resources:
+  listeners:
+  - name: upstream
+    address: { socket_address: { address: 127.0.0.1, port_value: $UP_PORT } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: upstream
+          route_config:
+            virtual_hosts:
+            - name: upstream
+              domains: ["*"]
+              routes:
+              - match: { prefix: /internal/ }
+                direct_response:
+                  status: 404
+                  body: { inline_string: '{"error":{"code":"not_found","message":"no such cache entry"}}' }
+              - match: { prefix: / }
+                direct_response:
+                  status: 200
+                  body: { inline_string: '{"status":"ok"}' }
+            response_headers_to_add:
+            - header: { key: content-type, value: application/json }
+              append_action: OVERWRITE_IF_EXISTS_OR_ADD
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+EOF
+start_envoy upstream "$TMP/upstream.yaml" "$UP_ADMIN"
+
+QUESTION='Quels formats de livres proposez-vous ?'
+MISS_QUESTION='Livrez-vous en Belgique le samedi ?'
+CHAT_BODY=$(printf '{"question":"%s"}' "$QUESTION")
+MISS_BODY=$(printf '{"question":"%s"}' "$MISS_QUESTION")
+
+# The answer is generated once by the origin, which stores it in its exact cache (Redis).
+curl -sf --max-time 30 -o /dev/null -H 'content-type: application/json' -d "$CHAT_BODY" \
+    "http://127.0.0.1:$ORIGIN_PORT/api/v1/chat" || { log "the origin did not answer"; exit 1; }
+
+# edge: the filter in front of the real origin, whose cache endpoint fills L1.
+EDGE_PORT=$(free_port)
+EDGE_ADMIN=$(free_port)
+render "$EDGE_PORT" "$EDGE_ADMIN" "$ORIGIN_PORT" "$ORIGIN_PORT" "$FILTER_CONFIG" >"$TMP/edge.yaml"
+start_envoy edge "$TMP/edge.yaml" "$EDGE_ADMIN"
+
+hit_body="$TMP/hit-body.json"
+for ((i = 0; i < 100; i++)); do
+    cache=$(curl -s --max-time 5 -o "$hit_body" -D - -H 'content-type: application/json' \
+        -d "$CHAT_BODY" "http://127.0.0.1:$EDGE_PORT/api/v1/chat" |
+        tr -d '\r' | sed -n 's/^x-cache: //Ip')
+    [ "$cache" = edge ] && break
+    sleep 0.1
+done
+[ "$cache" = edge ] || { log "no edge hit for the cached question"; cat "$TMP/edge.err" >&2; exit 1; }
+HIT_BYTES=$(stat -c %s "$hit_body")
+
+# plain: the same listener without the filter, proxying to the static upstream, plus the
+# direct_response route answering the hit's body.
+direct_body="$TMP/direct-body.json"
+cp "$hit_body" "$direct_body"
+PLAIN_PORT=$(free_port)
+PLAIN_ADMIN=$(free_port)
+render "$PLAIN_PORT" "$PLAIN_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" |
+    without_filter | with_direct_route /bench/direct "$direct_body" >"$TMP/plain.yaml"
+start_envoy plain "$TMP/plain.yaml" "$PLAIN_ADMIN"
+
+# filtered: the template as deployed, proxying to the same static upstream.
+FILT_PORT=$(free_port)
+FILT_ADMIN=$(free_port)
+render "$FILT_PORT" "$FILT_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" >"$TMP/filtered.yaml"
+start_envoy filtered "$TMP/filtered.yaml" "$FILT_ADMIN"
+
+# no lookup: the same with the filter's cache off (validation and key, no lookup call).
+NOLK_PORT=$(free_port)
+NOLK_ADMIN=$(free_port)
+render "$NOLK_PORT" "$NOLK_ADMIN" "$UP_PORT" "$UP_PORT" "$NO_LOOKUP_CONFIG" >"$TMP/nolookup.yaml"
+start_envoy nolookup "$TMP/nolookup.yaml" "$NOLK_ADMIN"
+
+# The proxies must see the upstream healthy before it gets traffic.
+for admin in "$PLAIN_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN"; do
+    for ((i = 0; i < 100; i++)); do
+        curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
+            grep -q '^libriassist_origin::.*::health_flags::healthy$' && break
+        sleep 0.1
+    done
+done
+
+DIRECT_BYTES=$(curl -s --max-time 5 "http://127.0.0.1:$PLAIN_PORT/bench/direct" | wc -c)
+
+# --- variants -----------------------------------------------------------------------------------
+# wrk scripts: the request, and one machine-readable line at the end.
+lua_done='
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %.0f %.0f %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end'
+lua_post() {
+    printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n%s\n' \
+        "'$1'" "$lua_done"
+}
+lua_post "$CHAT_BODY" >"$TMP/hit.lua"
+lua_post "$MISS_BODY" >"$TMP/miss.lua"
+printf '%s\n' "$lua_done" >"$TMP/get.lua"
+
+# name|url|script|admin port of the Envoy under test
+VARIANTS=(
+    "direct|http://127.0.0.1:$PLAIN_PORT/bench/direct|get|$PLAIN_ADMIN"
+    "hit|http://127.0.0.1:$EDGE_PORT/api/v1/chat|hit|$EDGE_ADMIN"
+    "get_plain|http://127.0.0.1:$PLAIN_PORT/healthz|get|$PLAIN_ADMIN"
+    "get_filter|http://127.0.0.1:$FILT_PORT/healthz|get|$FILT_ADMIN"
+    "miss_plain|http://127.0.0.1:$PLAIN_PORT/api/v1/chat|miss|$PLAIN_ADMIN"
+    "miss_filter|http://127.0.0.1:$FILT_PORT/api/v1/chat|miss|$FILT_ADMIN"
+    "miss_nolookup|http://127.0.0.1:$NOLK_PORT/api/v1/chat|miss|$NOLK_ADMIN"
+)
+
+# envoy_stat ADMIN NAME: one counter of Envoy's /stats, 0 when absent (no filter).
+envoy_stat() {
+    local v
+    v=$(curl -s --max-time 2 "http://127.0.0.1:$1/stats?filter=^$2\$" | sed -n "s/^$2: //p" | head -1)
+    echo "${v:-0}"
+}
+# The counters read around each run: edge hits, edge misses, and connections the listener
+# accepted (wrk keeps its connections open, so a variant that makes Envoy close them shows here).
+COUNTERS=(wasmcustom.libriassist_edge_cache_hits wasmcustom.libriassist_edge_cache_misses
+    http.public.downstream_cx_total)
+counters() { local c; for c in "${COUNTERS[@]}"; do printf '%s ' "$(envoy_stat "$1" "$c")"; done; }
+
+run_wrk() { # run_wrk URL SCRIPT SECONDS
+    wrk -t1 -c"$CONNECTIONS" -d"${3}s" --timeout 2s -s "$TMP/$2.lua" "$1" | sed -n 's/^RESULT //p'
+}
+
+log "warm-up"
+for v in "${VARIANTS[@]}"; do
+    IFS='|' read -r name url script admin <<<"$v"
+    run_wrk "$url" "$script" 2 >/dev/null
+done
+
+RESULTS="$TMP/results"
+: >"$RESULTS"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for v in "${VARIANTS[@]}"; do
+        IFS='|' read -r name url script admin <<<"$v"
+        read -r -a before <<<"$(counters "$admin")"
+        line=$(run_wrk "$url" "$script" "$SECONDS_PER_RUN")
+        [ -n "$line" ] || { log "wrk gave no result for $name"; exit 1; }
+        read -r -a after <<<"$(counters "$admin")"
+        deltas=""
+        for i in "${!COUNTERS[@]}"; do deltas+=" $((after[i] - before[i]))"; done
+        echo "$name $round $line$deltas" >>"$RESULTS"
+        log "round $round $name: $(awk '{printf "%.0f req/s, p50 %.2f ms, p99 %.2f ms", $3 / ($4 / 1e6), $5 / 1e3, $6 / 1e3}' <<<"$name $round $line")"
+    done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- report -------------------------------------------------------------------------------------
+# Fields of $RESULTS: name round requests duration_us p50_us p99_us non2xx socket_errors hits
+# misses connections
+REPORT="$TMP/report.md"
+awk -v rounds="$ROUNDS" -v secs="$SECONDS_PER_RUN" -v conns="$CONNECTIONS" \
+    -v hit_bytes="$HIT_BYTES" -v direct_bytes="$DIRECT_BYTES" \
+    -v load_before="$LOAD_BEFORE" -v load_after="$LOAD_AFTER" \
+    -v envoy="$("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p')" \
+    -v date="$(date -u +%Y-%m-%d)" -v cores="$(nproc)" -v command="$COMMAND" '
+function median(list,    n, a, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function lo(list,    n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2; i <= n; i++) if (a[i] + 0 < m + 0) m = a[i]; return m }
+function hi(list,    n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2; i <= n; i++) if (a[i] + 0 > m + 0) m = a[i]; return m }
+{
+    rps = $3 / ($4 / 1e6)
+    r[$1, $2] = rps
+    RPS[$1] = RPS[$1] " " rps; P50[$1] = P50[$1] " " $5 / 1e3; P99[$1] = P99[$1] " " $6 / 1e3
+    REQ[$1] += $3; BAD[$1] += $7 + $8; HITS[$1] += $9; MISSES[$1] += $10; CX[$1] += $11
+}
+function row(name, what, base, kind,    ratios, i, m, text) {
+    if (base == "") text = "baseline"
+    else {
+        ratios = ""
+        for (i = 1; i <= rounds; i++) {
+            if (kind == "share") ratios = ratios " " 100 * r[name, i] / r[base, i]
+            else ratios = ratios " " 100 * (1 - r[name, i] / r[base, i])
+        }
+        m = median(ratios)
+        text = sprintf("%s %.1f%% (rounds %.1f to %.1f)", kind == "share" ? "throughput" : "overhead", m, lo(ratios), hi(ratios))
+        RESULT[name] = m
+    }
+    printf "| %s | %s | %.0f | %.2f | %.2f | %s |\n", name, what, median(RPS[name]), median(P50[name]), median(P99[name]), text
+}
+END {
+    printf "Run %s: `%s`; %s cores, load average %s before, %s after; Envoy %s with one worker; ", date, command, cores, load_before, load_after, envoy
+    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the seven variants in turn (medians below).\n\n", conns, secs, rounds
+    print "| variant | what | req/s | p50 ms | p99 ms | vs baseline |"
+    print "|---|---|---:|---:|---:|---|"
+    row("direct", "no filter, GET answered by `direct_response` with the cached answer (" direct_bytes " B): the ceiling", "", "")
+    row("hit", "filter, POST /api/v1/chat answered from L1 (" hit_bytes " B, `x-cache: edge`)", "direct", "share")
+    row("get_plain", "no filter, GET /healthz proxied to the static upstream", "", "")
+    row("get_filter", "filter, GET /healthz passed through", "get_plain", "overhead")
+    row("miss_plain", "no filter, POST /api/v1/chat proxied to the static upstream", "", "")
+    row("miss_filter", "filter, POST /api/v1/chat missed (lookup answered 404) and forwarded", "miss_plain", "overhead")
+    row("miss_nolookup", "filter with its cache off, POST /api/v1/chat validated and forwarded", "miss_plain", "overhead")
+    print ""
+    printf "Goals: edge hits %.1f%% of direct_response throughput (goal >= 70%%: %s); ", RESULT["hit"], (RESULT["hit"] >= 70 ? "met" : "MISSED")
+    printf "pass-through overhead %.1f%% on GET (goal <= 15%%: %s), %.1f%% on chat misses (%s), ", RESULT["get_filter"], (RESULT["get_filter"] <= 15 ? "met" : "MISSED"), RESULT["miss_filter"], (RESULT["miss_filter"] <= 15 ? "met" : "MISSED")
+    printf "%.1f%% on chat requests without the lookup call (%s).\n", RESULT["miss_nolookup"], (RESULT["miss_nolookup"] <= 15 ? "met" : "MISSED")
+    print ""
+    printf "Checks: %d of %d hit requests counted as edge hits by the filter, %d of %d miss requests as misses; ", HITS["hit"], REQ["hit"], MISSES["miss_filter"], REQ["miss_filter"]
+    bad = 0; for (n in BAD) bad += BAD[n]
+    printf "%d responses were not 2xx or failed at the socket; connections the proxy accepted per run (wrk opens %d):", bad, conns
+    n = split("direct hit get_plain get_filter miss_plain miss_filter miss_nolookup", names, " ")
+    for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], CX[names[i]] / rounds
+    print "."
+}' "$RESULTS" >"$REPORT"
+
+cat "$REPORT"
+
+if [ "$UPDATE_DOCS" = 1 ]; then
+    docs=docs/BENCHMARKS.md
+    # Read just before writing and replaced in one rename: other sections change meanwhile.
+    awk -v report="$REPORT" '
+        $0 == "<!-- bench:edge -->" { print; while ((getline l < report) > 0) print l; skip = 1; found++; next }
+        $0 == "<!-- /bench:edge -->" { skip = 0; closed++ }
+        !skip { print }
+        END { if (found != 1 || closed != 1) exit 3 }
+    ' "$docs" >"$docs.bench-edge-tmp" && mv "$docs.bench-edge-tmp" "$docs" || {
+        rm -f "$docs.bench-edge-tmp"
+        log "$docs has no <!-- bench:edge --> ... <!-- /bench:edge --> block; left unchanged"
+        exit 1
+    }
+    log "updated the edge block of $docs"
+fi
