@@ -15,6 +15,10 @@
 #                    POST /api/v1/chat that misses (also body validation, cache key, L1 miss,
 #                    lookup call to the cache cluster answering 404, key header, forward), and
 #                    the same with the filter's cache off, to tell the lookup's share.
+#   empty filter     for reference, the same Envoy with a proxy-wasm module that does nothing
+#                    (built here from a few lines of Rust with the filter's proxy-wasm version
+#                    and profile), on the ceiling route and on GET: what any Rust proxy-wasm
+#                    filter costs in this Envoy before it does any work.
 #
 # usage: scripts/bench-edge.sh [--update-docs]
 #   --update-docs        also replaces the block between `<!-- bench:edge -->` and
@@ -23,8 +27,8 @@
 #   BENCH_EDGE_ROUNDS    rounds over all variants (default 3)
 #   BENCH_EDGE_CONNECTIONS  wrk connections (default 16)
 #
-# Every process (Redis, simulator, origin, three Envoys, wrk) is started here on 127.0.0.1,
-# ended by PID on exit, and the whole run is bounded: about ROUNDS x 7 x SECONDS plus a minute.
+# Every process (Redis, simulator, origin, six Envoys, wrk) is started here on 127.0.0.1,
+# ended by PID on exit, and the whole run is bounded: about ROUNDS x 9 x SECONDS plus a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LIBRIASSIST_CACHE=${LIBRIASSIST_CACHE:-$HOME/.cache/libriassist}
@@ -54,10 +58,67 @@ if ! command -v wrk >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi
 cargo build -q -p libriassist-filter --target wasm32-wasip1 --release
-cargo build -q --release -p libriassist --bin libriassist
+# The origin only supplies the cached answer and the simulator; what is measured is Envoy and
+# the filter. A tree where the origin does not build right now can still be measured with the
+# last built binary, said loudly; the filter above is always built fresh.
+if ! cargo build -q --release -p libriassist --bin libriassist; then
+    [ -x target/release/libriassist ] || exit 1
+    log "WARNING: the origin does not build; using the existing target/release/libriassist"
+fi
 ENVOY=$LIBRIASSIST_CACHE/envoy
 BIN=target/release/libriassist
 WASM=target/wasm32-wasip1/release/libriassist_filter.wasm
+
+# The empty module: outside the workspace, with the workspace's lock file so proxy-wasm and
+# its dependencies are the filter's exact versions, and the filter's release profile.
+EMPTY_SRC=target/bench-edge-empty-filter
+mkdir -p "$EMPTY_SRC/src"
+cp Cargo.lock "$EMPTY_SRC/"
+cat >"$EMPTY_SRC/Cargo.toml" <<'EOF'
+[package]
+name = "empty-filter"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+proxy-wasm = "=0.2.5"
+
+[profile.release]
+opt-level = "s"
+codegen-units = 1
+strip = "debuginfo"
+
+[workspace]
+EOF
+cat >"$EMPTY_SRC/src/lib.rs" <<'EOF'
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::new(Root));
+}}
+
+struct Root;
+impl Context for Root {}
+impl RootContext for Root {
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Pass))
+    }
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Pass;
+impl Context for Pass {}
+impl HttpContext for Pass {}
+EOF
+cargo build -q --release --target wasm32-wasip1 --manifest-path "$EMPTY_SRC/Cargo.toml"
+EMPTY_WASM=$EMPTY_SRC/target/wasm32-wasip1/release/empty_filter.wasm
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/libriassist-bench-edge.XXXXXX")
 PIDS=()
@@ -97,7 +158,8 @@ wait_http() {
 # --- Envoy configurations ---------------------------------------------------------------------
 shopt -u patsub_replacement 2>/dev/null || true
 
-# render LISTEN ADMIN ORIGIN CACHE FILTER_CONFIG: envoy/envoy.template.yaml with these values.
+# render LISTEN ADMIN ORIGIN CACHE FILTER_CONFIG [WASM]: envoy/envoy.template.yaml with these
+# values (the filter module unless WASM is given).
 render() {
     local text
     text=$(<envoy/envoy.template.yaml)
@@ -105,7 +167,7 @@ render() {
     text=${text//'${ADMIN_PORT}'/$2}
     text=${text//'${ORIGIN_PORT}'/$3}
     text=${text//'${CACHE_PORT}'/$4}
-    text=${text//'${WASM_PATH}'/$WASM}
+    text=${text//'${WASM_PATH}'/${6:-$WASM}}
     text=${text//'${FILTER_CONFIG}'/$5}
     if grep -q '\${' <<<"$text"; then
         log "envoy/envoy.template.yaml has a variable this script does not know:"
@@ -271,8 +333,16 @@ NOLK_ADMIN=$(free_port)
 render "$NOLK_PORT" "$NOLK_ADMIN" "$UP_PORT" "$UP_PORT" "$NO_LOOKUP_CONFIG" >"$TMP/nolookup.yaml"
 start_envoy nolookup "$TMP/nolookup.yaml" "$NOLK_ADMIN"
 
+# empty: the deployed listener with the empty module in the filter's place, plus the
+# direct_response route.
+EMPTY_PORT=$(free_port)
+EMPTY_ADMIN=$(free_port)
+render "$EMPTY_PORT" "$EMPTY_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" "$EMPTY_WASM" |
+    with_direct_route /bench/direct "$direct_body" >"$TMP/empty.yaml"
+start_envoy empty "$TMP/empty.yaml" "$EMPTY_ADMIN"
+
 # The proxies must see the upstream healthy before it gets traffic.
-for admin in "$PLAIN_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN"; do
+for admin in "$PLAIN_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN"; do
     for ((i = 0; i < 100; i++)); do
         curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
             grep -q '^libriassist_origin::.*::health_flags::healthy$' && break
@@ -301,8 +371,10 @@ printf '%s\n' "$lua_done" >"$TMP/get.lua"
 # name|url|script|admin port of the Envoy under test
 VARIANTS=(
     "direct|http://127.0.0.1:$PLAIN_PORT/bench/direct|get|$PLAIN_ADMIN"
+    "direct_empty|http://127.0.0.1:$EMPTY_PORT/bench/direct|get|$EMPTY_ADMIN"
     "hit|http://127.0.0.1:$EDGE_PORT/api/v1/chat|hit|$EDGE_ADMIN"
     "get_plain|http://127.0.0.1:$PLAIN_PORT/healthz|get|$PLAIN_ADMIN"
+    "get_empty|http://127.0.0.1:$EMPTY_PORT/healthz|get|$EMPTY_ADMIN"
     "get_filter|http://127.0.0.1:$FILT_PORT/healthz|get|$FILT_ADMIN"
     "miss_plain|http://127.0.0.1:$PLAIN_PORT/api/v1/chat|miss|$PLAIN_ADMIN"
     "miss_filter|http://127.0.0.1:$FILT_PORT/api/v1/chat|miss|$FILT_ADMIN"
@@ -386,12 +458,14 @@ function row(name, what, base, kind,    ratios, i, m, text) {
 }
 END {
     printf "Run %s: `%s`; %s cores, load average %s before, %s after; Envoy %s with one worker; ", date, command, cores, load_before, load_after, envoy
-    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the seven variants in turn (medians below).\n\n", conns, secs, rounds
+    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the nine variants in turn (medians below).\n\n", conns, secs, rounds
     print "| variant | what | req/s | p50 ms | p99 ms | vs baseline |"
     print "|---|---|---:|---:|---:|---|"
     row("direct", "no filter, GET answered by `direct_response` with the cached answer (" direct_bytes " B): the ceiling", "", "")
+    row("direct_empty", "reference: the same through an empty proxy-wasm module", "direct", "share")
     row("hit", "filter, POST /api/v1/chat answered from L1 (" hit_bytes " B, `x-cache: edge`)", "direct", "share")
     row("get_plain", "no filter, GET /healthz proxied to the static upstream", "", "")
+    row("get_empty", "reference: the same through an empty proxy-wasm module", "get_plain", "overhead")
     row("get_filter", "filter, GET /healthz passed through", "get_plain", "overhead")
     row("miss_plain", "no filter, POST /api/v1/chat proxied to the static upstream", "", "")
     row("miss_filter", "filter, POST /api/v1/chat missed (lookup answered 404) and forwarded", "miss_plain", "overhead")
@@ -404,7 +478,7 @@ END {
     printf "Checks: %d of %d hit requests counted as edge hits by the filter, %d of %d miss requests as misses; ", HITS["hit"], REQ["hit"], MISSES["miss_filter"], REQ["miss_filter"]
     bad = 0; for (n in BAD) bad += BAD[n]
     printf "%d responses were not 2xx or failed at the socket; connections the proxy accepted per run (wrk opens %d):", bad, conns
-    n = split("direct hit get_plain get_filter miss_plain miss_filter miss_nolookup", names, " ")
+    n = split("direct direct_empty hit get_plain get_empty get_filter miss_plain miss_filter miss_nolookup", names, " ")
     for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], CX[names[i]] / rounds
     print "."
 }' "$RESULTS" >"$REPORT"

@@ -52,6 +52,8 @@ enum EvalCommand {
 enum BenchCommand {
     /// Ingest throughput, query embedding and search latency, index size, memory (docs/BENCHMARKS.md).
     Retrieval(crate::knowledge::commands::BenchRetrievalArgs),
+    /// Latency of exact and semantic cache hits against misses, at 10k and 100k cached questions (docs/BENCHMARKS.md).
+    Cache(crate::cache::bench::BenchCacheArgs),
     #[command(flatten)]
     Serving(Box<crate::bench::BenchCommand>),
 }

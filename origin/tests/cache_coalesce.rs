@@ -50,7 +50,14 @@ async fn twenty_identical_concurrent_questions_make_one_backend_generation() {
     assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &origin, &key).await == 200 }).await);
     assert_eq!(ask(&client, &origin, question).await.1, "exact");
     assert_eq!(sim.stats().generations_started, 1);
-    assert!(metrics(&client, &origin).await.contains("libriassist_cache_hits_total{layer=\"coalesced\"} 19"));
+    // The recorder is per process and other tests here coalesce too: at least these 19.
+    let m = metrics(&client, &origin).await;
+    let coalesced = m
+        .lines()
+        .find_map(|l| l.strip_prefix("libriassist_cache_hits_total{layer=\"coalesced\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(coalesced >= 19.0, "{m}");
 }
 
 #[tokio::test]

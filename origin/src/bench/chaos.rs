@@ -61,6 +61,9 @@ pub struct FaultRecord {
     pub detected_after_s: Option<f64>,
     /// From the lift until every observer reported the component healthy again.
     pub recovered_after_s: Option<f64>,
+    /// From the fault until every observer took the component back while the fault was still
+    /// on (a health check that passes on a backend that cannot generate).
+    pub readmitted_during_fault_after_s: Option<f64>,
 }
 
 /// Who reports a backend's health.
@@ -168,6 +171,13 @@ pub async fn inject(
                 watch_backend(&client, &t.backend_observer, &url, port, false, left)
                     .await
                     .map(|d| d.as_secs_f64());
+            if f.detected_after_s.is_some() {
+                let left = Duration::from_secs_f64((until - now(epoch)).max(0.0));
+                f.readmitted_during_fault_after_s =
+                    watch_backend(&client, &t.backend_observer, &url, port, true, left)
+                        .await
+                        .map(|_| now(epoch) - f.at_s);
+            }
             sleep_until(epoch, until).await;
             let _ = set(false).await;
             f.lifted_at_s = Some(now(epoch));
@@ -207,9 +217,30 @@ pub async fn inject(
                 ..FaultRecord::default()
             };
             // The origin's drain deadline is 30 s (field) before it ends the streams left.
-            origin
-                .terminate(Duration::from_secs_f64((35.0 * scale).max(1.0)))
-                .await;
+            let grace = Duration::from_secs_f64((35.0 * scale).max(1.0));
+            // Whether Envoy stops sending it work before it exits: its /readyz fails while
+            // it drains, which Envoy's health check should see.
+            let observer = t.edge_admin.as_ref().map(|admin| Observer::Envoy {
+                admin: admin.clone(),
+                cluster: "libriassist_origin".into(),
+            });
+            f.detected_after_s = {
+                let noticed = async {
+                    match &observer {
+                        Some(o) => watch_backend(&client, o, "", port, false, grace).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let terminated = origin.terminate(grace);
+                tokio::pin!(noticed, terminated);
+                tokio::select! {
+                    seen = &mut noticed => {
+                        terminated.await;
+                        seen.map(|d| d.as_secs_f64())
+                    }
+                    () = &mut terminated => None,
+                }
+            };
             f.what = format!(
                 "SIGTERM {name}: drained and exited in {:.2} s, then started again",
                 now(epoch) - f.at_s

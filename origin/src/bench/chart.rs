@@ -74,7 +74,7 @@ pub fn latency_vs_users(path: &Path, steps: &[StepReport], scale: f64) -> Result
     ];
     draw(
         path,
-        "LibriAssist: wait vs users (3 backends x 4 slots, field seconds)",
+        "LibriAssist: wait vs simultaneous users (field seconds)",
         &lines,
     )
 }

@@ -6,18 +6,18 @@
 use std::path::Path;
 
 /// Replaces the named blocks in `text`; returns the new text and the names without markers.
-pub fn fill(text: &str, blocks: &[(&str, String)]) -> (String, Vec<String>) {
+pub fn fill(text: &str, blocks: &[(String, String)]) -> (String, Vec<String>) {
     let mut out = text.to_owned();
     let mut missing = Vec::new();
     for (name, body) in blocks {
         let open = format!("<!-- bench:{name} -->");
         let close = format!("<!-- /bench:{name} -->");
         let (Some(start), Some(end)) = (out.find(&open), out.find(&close)) else {
-            missing.push((*name).to_owned());
+            missing.push(name.clone());
             continue;
         };
         if end < start {
-            missing.push((*name).to_owned());
+            missing.push(name.clone());
             continue;
         }
         let inner_start = start + open.len();
@@ -32,7 +32,7 @@ pub fn fill(text: &str, blocks: &[(&str, String)]) -> (String, Vec<String>) {
 ///
 /// # Errors
 /// When the file cannot be read or written.
-pub fn update(path: &Path, blocks: &[(&str, String)]) -> Result<Vec<String>, String> {
+pub fn update(path: &Path, blocks: &[(String, String)]) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (new, missing) = fill(&text, blocks);
@@ -52,10 +52,16 @@ mod tests {
     #[test]
     fn only_the_marked_text_changes() {
         let text = "# Caches\nwritten by someone else\n\n## Load\nprose\n<!-- bench:load -->\nold table\n<!-- /bench:load -->\nmore prose\n";
-        let (out, missing) = fill(text, &[("load", "| new |\n".into()), ("chaos", "x".into())]);
+        let (out, missing) = fill(
+            text,
+            &[
+                ("load".into(), "| new |\n".into()),
+                ("chaos".into(), "x".into()),
+            ],
+        );
         assert_eq!(out, "# Caches\nwritten by someone else\n\n## Load\nprose\n<!-- bench:load -->\n| new |\n<!-- /bench:load -->\nmore prose\n");
         assert_eq!(missing, ["chaos"]);
-        let (again, _) = fill(&out, &[("load", "| new |\n".into())]);
+        let (again, _) = fill(&out, &[("load".into(), "| new |\n".into())]);
         assert_eq!(again, out, "idempotent");
     }
 }

@@ -133,7 +133,7 @@ pub fn scale_periods(yaml: &str, scale: Scale) -> Result<String, String> {
 /// rates scaled with time, and the L1 lifetime scaled (whole seconds, at least one).
 pub fn filter_config(scale: Scale) -> String {
     let rate = |per_field_second: f64| per_field_second / scale.factor();
-    let l1 = (5.0 * scale.factor()).round().max(1.0) as u64;
+    let l1 = l1_ttl_seconds(scale);
     serde_json::json!({
         "cache": { "cluster": "libriassist_cache", "timeout_ms": 100, "l1_ttl_seconds": l1 },
         "rate_limits": {
@@ -145,6 +145,11 @@ pub fn filter_config(scale: Scale) -> String {
         "trusted_proxies": ["127.0.0.1/32"],
     })
     .to_string()
+}
+
+/// The edge's L1 lifetime in run seconds: the field's 5 s scaled, whole seconds, at least one.
+pub fn l1_ttl_seconds(scale: Scale) -> u64 {
+    (5.0 * scale.factor()).round().max(1.0) as u64
 }
 
 /// Envoy's balancing policies the comparison runs.

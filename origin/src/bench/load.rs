@@ -7,6 +7,7 @@ use super::chaos::{ChaosKind, FaultRecord, Observer, Targets};
 use super::client::{Outcome, Protocol, Target};
 use super::scenario::{progress, step, Ctx, StepTarget};
 use super::stack::Stack;
+use super::users::Recorded;
 use libriassist_protocol::CacheLayer;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,12 +79,48 @@ pub struct ChaosReport {
     /// `error` events received, before or after tokens.
     pub error_events: usize,
     pub lost_by_kind: BTreeMap<String, usize>,
-    /// Restart-redis: seconds from Redis's restart to the first answer from the origin caches.
+    /// Restart-redis: seconds from Redis's restart to the first answer from Redis (an edge,
+    /// exact or semantic hit that started after the edge's L1 lifetime).
     pub cache_hits_resumed_after_s: Option<f64>,
+    /// Restart-redis: share of answers from a cache before, during and after the outage.
+    pub cache_outage: Option<CacheOutage>,
     /// Answers whose first token came after the origins' first-token timeout: their first
     /// backend failed them silently and they were retried on another.
     pub slow_first_tokens: usize,
     pub semantic_ready: usize,
+}
+
+/// Shares of answers served from a cache around a Redis outage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheOutage {
+    /// From the window's start to the kill.
+    pub before: Option<f64>,
+    /// From the kill (plus the edge's L1 lifetime) to the restart.
+    pub during: Option<f64>,
+    /// From the restart to the window's end.
+    pub after: Option<f64>,
+}
+
+fn is_cached(layer: CacheLayer) -> bool {
+    matches!(
+        layer,
+        CacheLayer::Edge | CacheLayer::Exact | CacheLayer::Semantic
+    )
+}
+
+/// Share of the answers started in `[from, to)` that came from a cache.
+fn cached_share(records: &[Recorded], from: f64, to: f64) -> Option<f64> {
+    let answered: Vec<&Recorded> = records
+        .iter()
+        .filter(|r| {
+            r.exchange.outcome == Outcome::Answered
+                && r.exchange.started_s >= from
+                && r.exchange.started_s < to
+        })
+        .collect();
+    (!answered.is_empty()).then(|| {
+        answered.iter().filter(|r| is_cached(layer_of(r))).count() as f64 / answered.len() as f64
+    })
 }
 
 /// Runs customers on a fresh stack with `kind` injected during the window.
@@ -134,21 +171,26 @@ async fn chaos_on(
             .entry(r.exchange.error.clone().unwrap_or_default())
             .or_insert(0) += 1;
     }
-    let resumed = match kind {
-        ChaosKind::RestartRedis => faults
-            .first()
-            .and_then(|f| f.lifted_at_s)
-            .and_then(|lifted| {
-                run.records
-                    .iter()
-                    .filter(|r| {
-                        r.exchange.started_s >= lifted
-                            && matches!(layer_of(r), CacheLayer::Exact | CacheLayer::Semantic)
-                    })
-                    .map(|r| r.exchange.finished_s - lifted)
-                    .min_by(f64::total_cmp)
-            }),
-        _ => None,
+    // The edge keeps answers for its L1 lifetime whatever Redis does; after that, an answer
+    // from a cache means Redis served it.
+    let l1 = super::envoy::l1_ttl_seconds(ctx.scale) as f64;
+    let (resumed, cache_outage) = match (kind, faults.first()) {
+        (ChaosKind::RestartRedis, Some(f)) => {
+            let lifted = f.lifted_at_s.unwrap_or(f64::INFINITY);
+            let resumed = run
+                .records
+                .iter()
+                .filter(|r| r.exchange.started_s >= lifted + l1 && is_cached(layer_of(r)))
+                .map(|r| r.exchange.finished_s - lifted)
+                .min_by(f64::total_cmp);
+            let outage = CacheOutage {
+                before: cached_share(&run.records, run.window.0, f.at_s),
+                during: cached_share(&run.records, f.at_s + l1, lifted),
+                after: cached_share(&run.records, lifted, run.window.1),
+            };
+            (resumed, Some(outage))
+        }
+        _ => (None, None),
     };
     let first_token_timeout_ms = ctx.scale.ms(
         crate::config::Config::default()
@@ -184,6 +226,7 @@ async fn chaos_on(
             .count(),
         lost_by_kind,
         cache_hits_resumed_after_s: resumed,
+        cache_outage,
         semantic_ready,
         step: step_report,
         faults,

@@ -86,7 +86,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
             let ctx = Ctx::new(&a.common)?;
             let mut report = base_report(&ctx, machine);
             eprintln!("[bench] compare: users {:?}", a.users);
-            report.compare = Some(compare::run(&ctx, &a.users, a.mix, a.chaos).await?);
+            report.compare = vec![compare::run(&ctx, &a.users, a.mix, a.chaos).await?];
             (ctx, report, "compare")
         }
         BenchCommand::All(a) => {
@@ -100,8 +100,24 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
             eprintln!("[bench] 2/4 load: users {:?}", a.load_users);
             report.load = Some(load::run(&ctx, &a.load_users).await?);
             eprintln!("[bench] 3/4 compare: users {:?}", a.compare_users);
-            report.compare =
-                Some(compare::run(&ctx, &a.compare_users, CompareMix::Misses, None).await?);
+            report
+                .compare
+                .push(compare::run(&ctx, &a.compare_users, CompareMix::Misses, None).await?);
+            // Faults are where balancing logic matters: the same comparison under each fault
+            // that exists without LibriAssist, at the chaos runs' user count.
+            for kind in ChaosKind::ALL
+                .into_iter()
+                .filter(|k| k.applies_to_plain_balancers())
+            {
+                eprintln!(
+                    "[bench] 3/4 compare under {} at {} users",
+                    kind.name(),
+                    a.chaos_users
+                );
+                let c =
+                    compare::run(&ctx, &[a.chaos_users], CompareMix::Misses, Some(kind)).await?;
+                report.compare.push(c);
+            }
             for (i, kind) in ChaosKind::ALL.into_iter().enumerate() {
                 eprintln!(
                     "[bench] 4/4 chaos {} of 4: {} at {} users",
@@ -180,7 +196,7 @@ fn write(ctx: &Ctx, report: &RunReport, name: &str) -> Result<(), String> {
     if let Some(load) = &report.load {
         chart::latency_vs_users(&out.join("latency-vs-users.svg"), &load.steps, scale)?;
     }
-    if let Some(compare) = &report.compare {
+    if let Some(compare) = report.compare.iter().find(|c| c.chaos.is_none()) {
         chart::compare_vs_users(&out.join("compare-vs-users.svg"), &compare.steps, scale)?;
     }
     eprintln!("[bench] wrote {}/{name}.json and {name}.md", out.display());

@@ -23,7 +23,8 @@ pub struct RunReport {
     pub capacity: Capacity,
     pub overhead: Option<OverheadReport>,
     pub load: Option<LoadReport>,
-    pub compare: Option<CompareReport>,
+    /// Healthy backends first, then each fault the comparison ran under.
+    pub compare: Vec<CompareReport>,
     pub chaos: Vec<ChaosReport>,
 }
 
@@ -141,21 +142,24 @@ fn old_plan(users: usize) -> (String, String) {
 
 impl RunReport {
     /// The named Markdown blocks this report can fill.
-    pub fn blocks(&self) -> Vec<(&'static str, String)> {
-        let mut out = vec![("settings", self.settings_md())];
+    pub fn blocks(&self) -> Vec<(String, String)> {
+        let mut out = vec![("settings".to_owned(), self.settings_md())];
         if let Some(o) = &self.overhead {
-            out.push(("overhead", overhead_md(o)));
+            out.push(("overhead".into(), overhead_md(o)));
         }
         if let Some(l) = &self.load {
-            out.push(("wait", self.wait_md(l)));
-            out.push(("load", self.load_md(l)));
-            out.push(("limit", self.limit_md(&l.steps)));
+            out.push(("wait".into(), self.wait_md(l)));
+            out.push(("load".into(), self.load_md(l)));
+            out.push(("limit".into(), self.limit_md(&l.steps)));
         }
-        if let Some(c) = &self.compare {
-            out.push(("compare", self.compare_md(c)));
+        for c in &self.compare {
+            let name = c
+                .chaos
+                .map_or_else(|| "compare".to_owned(), |k| format!("compare-{}", k.name()));
+            out.push((name, self.compare_md(c)));
         }
         if !self.chaos.is_empty() {
-            out.push(("chaos", self.chaos_md()));
+            out.push(("chaos".into(), self.chaos_md()));
         }
         out
     }
@@ -406,9 +410,19 @@ impl RunReport {
             if let Some(s) = c.cache_hits_resumed_after_s {
                 let _ = writeln!(
                     out,
-                    "- {}: first answer from the origin caches {:.1} s after Redis restarted",
+                    "- {}: first answer from Redis {:.1} s after it restarted (empty)",
                     c.kind.name(),
                     s / scale
+                );
+            }
+            if let Some(o) = &c.cache_outage {
+                let _ = writeln!(
+                    out,
+                    "- {}: answers from a cache: {} before the outage, {} during it, {} after the restart",
+                    c.kind.name(),
+                    pct(o.before),
+                    pct(o.during),
+                    pct(o.after)
                 );
             }
             if c.slow_first_tokens > 0 {
@@ -433,10 +447,17 @@ fn fault_line(f: &super::chaos::FaultRecord, scale: f64) -> String {
     };
     let mut line = format!("{} at t = {:.1} s", f.what, f.at_s / scale);
     if f.watched {
+        let _ = write!(line, "; noticed {}", s(f.detected_after_s));
+        if let Some(t) = f.readmitted_during_fault_after_s {
+            let _ = write!(
+                line,
+                "; taken back while still faulty at t + {:.1} s",
+                t / scale
+            );
+        }
         let _ = write!(
             line,
-            "; noticed {}; healthy again {} once lifted",
-            s(f.detected_after_s),
+            "; healthy again {} once lifted",
             s(f.recovered_after_s)
         );
     }
@@ -532,12 +553,14 @@ mod tests {
                     watched: true,
                     detected_after_s: Some(0.1),
                     recovered_after_s: None,
+                    readmitted_during_fault_after_s: None,
                 }],
                 lost_before_streaming: 0,
                 interrupted_after_streaming: 2,
                 error_events: 2,
                 lost_by_kind: BTreeMap::new(),
                 cache_hits_resumed_after_s: None,
+                cache_outage: None,
                 slow_first_tokens: 0,
                 semantic_ready: 2,
             }],
@@ -548,7 +571,7 @@ mod tests {
     #[test]
     fn wait_table_sits_beside_the_old_plan() {
         let r = report();
-        let blocks: BTreeMap<&str, String> = r.blocks().into_iter().collect();
+        let blocks: BTreeMap<String, String> = r.blocks().into_iter().collect();
         let wait = &blocks["wait"];
         assert!(wait.contains("| 10 | 50 s | 1.5 s | 2.0 s |"), "{wait}");
         assert!(wait.contains("| 100 | 8+ min |"));
@@ -562,7 +585,7 @@ mod tests {
 
     #[test]
     fn chaos_table_shows_losses_and_recovery_in_field_seconds() {
-        let blocks: BTreeMap<&str, String> = report().blocks().into_iter().collect();
+        let blocks: BTreeMap<String, String> = report().blocks().into_iter().collect();
         let chaos = &blocks["chaos"];
         assert!(
             chaos.contains("| kill-backend | 100 | 10 | **0** | 2 | 2 |"),

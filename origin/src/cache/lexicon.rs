@@ -44,7 +44,17 @@ pub const FRENCH_STOP_WORDS: &[&str] = &[
     "signifie", "signifient", "désigne", "appelle",
     // quantifiers
     "plusieurs", "beaucoup", "peu", "divers", "diverses", "différents", "différentes",
+    // light verbs of "passer commande", "prendre du temps", "prendre les commandes"
+    "passer", "passe", "passez", "prendre", "prend", "prends", "prenez", "prennent",
+    // the bookstore and its books: implied in every question asked to it ("les horaires de la
+    // librairie" are "vos horaires", "les formats de livres" are "vos formats")
+    "livre", "livres", "librairie", "librairies",
 ];
+
+/// Verbs that only say the store offers something when the store is their subject ("Vendez-vous
+/// des liseuses ?" asks what "Avez-vous des liseuses ?" asks) but keep their meaning with
+/// another subject ("Puis-je vendre mes livres ?").
+pub const STORE_OFFER_VERBS: &[&str] = &["vendre", "vendez", "organiser", "organisez", "accepter", "acceptez"];
 
 pub const ENGLISH_STOP_WORDS: &[&str] = &[
     "a", "an", "the", "this", "that", "these", "those", "my", "your", "our", "their", "his", "her", "its", "i", "me",
@@ -113,16 +123,16 @@ pub const ENGLISH_MARKERS: &[&str] = &[
 /// bookstore's domain; a word listed here must not also be the opposite of another in its
 /// group. Compared by stem, so listing one form of a word covers its inflections.
 pub const SYNONYMS: &[&[&str]] = &[
-    &["livraison", "livrer", "expédier", "expédition", "acheminer", "acheminement"],
+    &["livraison", "livrer", "livrez", "livré", "expédier", "expédiez", "expédie", "expédition", "acheminer", "acheminement"],
     &["prix", "coût", "coûter", "tarif", "frais", "montant"],
-    &["payer", "régler", "paiement", "règlement"],
-    &["retour", "retourner", "renvoyer", "renvoi"],
-    &["modifier", "changer", "modification", "changement", "rectifier"],
+    &["payer", "payez", "régler", "réglez", "paiement", "règlement"],
+    &["retour", "retourner", "retournez", "renvoyer", "renvoyez", "renvoi"],
+    &["modifier", "modifiez", "changer", "changez", "modification", "changement", "rectifier"],
     &["magasin", "boutique", "librairie"],
     &["remise", "réduction", "rabais", "ristourne"],
     &["contacter", "joindre", "contact"],
     &["abîmé", "abîmer", "endommagé", "endommager", "détérioré", "cassé"],
-    &["numérique"],
+    &["numérique", "numériques", "ebook", "ebooks", "e-book"],
     &["réserver", "réservation"],
     &["annuler", "annulation"],
     &["télécharger", "téléchargement"],
@@ -132,6 +142,7 @@ pub const SYNONYMS: &[&[&str]] = &[
     &["ouvrir", "ouverture", "ouvert", "ouverte", "ouverts"],
     &["horaire", "horaires", "heure", "heures"],
     &["délai", "délais", "durée"],
+    // "combien de temps" is read as this group too (text.rs)
     &["trouver", "situer", "situé", "située", "situés"],
     &["garer", "stationner", "stationnement", "parking"],
     &["abonner", "abonnement"],
@@ -140,6 +151,3 @@ pub const SYNONYMS: &[&[&str]] = &[
     &["minimum", "minimal", "minimale"],
     &["maximum", "maximal", "maximale"],
 ];
-
-/// Words that stand for two topic words: "ebook" is "livre numérique".
-pub const EXPANSIONS: &[(&str, &[&str])] = &[("ebook", &["livre", "numérique"]), ("ebooks", &["livre", "numérique"])];

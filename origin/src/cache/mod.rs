@@ -9,10 +9,12 @@
 //!
 //! Layout: `exact.rs` and `semantic.rs` are the two caches, `index.rs` the vector search,
 //! `sync.rs` the replicas' shared view, `text.rs`/`lexicon.rs`/`guards.rs` the guards,
-//! `settings.rs` the `[cache]` configuration, `eval/` the `libriassist eval cache` command.
+//! `settings.rs` the `[cache]` configuration, `eval/` and `bench.rs` the `libriassist eval cache`
+//! and `bench cache` commands.
 //! The pipeline stages that use them are in `crate::pipeline` (`exact_cache.rs`, `coalesce.rs`,
 //! `semantic_cache.rs`).
 
+pub mod bench;
 pub mod eval;
 pub mod exact;
 pub mod guards;

@@ -10,8 +10,8 @@
 //! Pure functions, no allocation-heavy models: an analysis takes microseconds.
 
 use super::lexicon::{
-    DECISIVE_INTERROGATIVES, ENGLISH_MARKERS, ENGLISH_STOP_WORDS, EXPANSIONS, FRENCH_MARKERS, FRENCH_STOP_WORDS,
-    INVERTED_PRONOUNS, NEGATION_MARKERS, NUMBER_WORDS, ORDINAL_WORDS, SYNONYMS,
+    DECISIVE_INTERROGATIVES, ENGLISH_MARKERS, ENGLISH_STOP_WORDS, FRENCH_MARKERS, FRENCH_STOP_WORDS,
+    INVERTED_PRONOUNS, NEGATION_MARKERS, NUMBER_WORDS, ORDINAL_WORDS, STORE_OFFER_VERBS, SYNONYMS,
 };
 use rust_stemmers::{Algorithm, Stemmer};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -32,6 +32,8 @@ pub struct Token {
     pub sentence_initial: bool,
     /// Followed by a hyphen and a subject pronoun: an inverted verb ("Proposez-vous").
     pub inverted: bool,
+    /// The store is the subject: inverted with "vous" ("Vendez-vous") or after "vous".
+    pub store_subject: bool,
     /// Came right after an apostrophe ("l'adresse", "don't").
     pub after_apostrophe: bool,
 }
@@ -110,9 +112,11 @@ fn push_token(tokens: &mut Vec<Token>, word: String, separator: &str, sentence_i
         // "a-t-il": the verb is the word before the euphonic "t".
         if let Some(verb) = tokens.iter_mut().rev().find(|t| t.folded != "t") {
             verb.inverted = true;
+            verb.store_subject |= folded == "vous";
         }
     }
-    tokens.push(Token { original: word, folded, sentence_initial, inverted: false, after_apostrophe });
+    let store_subject = tokens.last().is_some_and(|t| t.folded == "vous");
+    tokens.push(Token { original: word, folded, sentence_initial, inverted: false, store_subject, after_apostrophe });
 }
 
 fn set(words: &'static [&'static str]) -> HashSet<String> {
@@ -129,7 +133,7 @@ struct Lexicon {
     english: HashSet<String>,
     /// Folded word or stem -> the stem standing for its synonym group.
     synonyms: HashMap<String, String>,
-    expansions: HashMap<String, Vec<String>>,
+    store_offer: HashSet<String>,
 }
 
 fn lexicon() -> &'static Lexicon {
@@ -153,7 +157,7 @@ fn lexicon() -> &'static Lexicon {
                     group.iter().flat_map(move |w| [(fold(w), canonical.clone()), (stem(w, Some(Language::French)), canonical.clone())])
                 })
                 .collect(),
-            expansions: EXPANSIONS.iter().map(|(w, parts)| (fold(w), parts.iter().map(|p| (*p).to_owned()).collect())).collect(),
+            store_offer: STORE_OFFER_VERBS.iter().map(|w| stem(w, Some(Language::French))).collect(),
         }
     })
 }
@@ -211,16 +215,29 @@ impl Analysis {
         let mut vocabulary = BTreeSet::new();
         let mut content = BTreeSet::new();
         let mut interrogatives = BTreeSet::new();
-        for t in &tokens {
+        let delay = topic(lex, "delai", &stem("délai", Some(Language::French)));
+        let price = topic(lex, "prix", &stem("prix", Some(Language::French)));
+        for (i, t) in tokens.iter().enumerate() {
             let word_stem = stem(&t.original, language);
             vocabulary.insert(t.folded.clone());
             vocabulary.insert(word_stem.clone());
+            // "Combien de temps ?" asks for a delay, as "Quel délai ?" does.
+            let how_long = t.folded == "combien" && tokens.get(i + 1).is_some_and(|n| n.folded == "de") && tokens.get(i + 2).is_some_and(|n| n.folded == "temps");
+            if how_long {
+                content.insert(delay.clone());
+                continue;
+            }
+            if t.folded == "temps" && i >= 2 && tokens[i - 2].folded == "combien" && tokens[i - 1].folded == "de" {
+                continue;
+            }
             let lower = t.original.to_lowercase();
             let interrogative = lower == "où" || lex.interrogative.contains(&t.folded);
             if interrogative {
                 interrogatives.insert(if lower == "où" { lower.clone() } else { t.folded.clone() });
             }
+            let offered_by_store = t.store_subject && lex.store_offer.contains(&word_stem);
             let special = interrogative
+                || offered_by_store
                 || lex.stop.contains(&t.folded)
                 || lex.negation.contains(&t.folded)
                 || is_number_word(&t.folded)
@@ -233,13 +250,12 @@ impl Analysis {
             }
             // One-letter leftovers ("e" of "e-book") carry nothing.
             if t.folded.chars().count() > 1 {
-                match lex.expansions.get(&t.folded) {
-                    Some(parts) => content.extend(parts.iter().map(|p| topic(lex, &fold(p), &stem(p, language)))),
-                    None => {
-                        content.insert(topic(lex, &t.folded, &word_stem));
-                    }
-                }
+                content.insert(topic(lex, &t.folded, &word_stem));
             }
+        }
+        // "Combien coûte ... ?" asks for a price, as "Quel est le prix ... ?" does.
+        if content.contains(&price) {
+            interrogatives.remove("combien");
         }
         Analysis { language, negated, numbers, names, vocabulary, content, interrogatives }
     }

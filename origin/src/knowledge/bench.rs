@@ -51,6 +51,8 @@ pub struct CorpusBench {
     pub bm25: Latency,
     pub dense: Latency,
     pub hybrid: Latency,
+    /// The vector search without its 8-bit shortlist (full f32 scan), for comparison.
+    pub dense_exact: Latency,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,7 +205,7 @@ fn measure(
     let load_seconds = started.elapsed().as_secs_f64();
     let rss_after_load_mib = rss_mib().0;
     let settings = RetrievalSettings::default();
-    let mut times = [Vec::new(), Vec::new(), Vec::new()];
+    let mut times = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..repeats.max(1) {
         for (q, v) in questions.iter().zip(vectors) {
             for (slot, method) in Method::ALL.iter().enumerate() {
@@ -212,9 +214,12 @@ fn measure(
                 times[slot].push(t.elapsed().as_secs_f64() * 1e3);
                 std::hint::black_box(hits);
             }
+            let t = Instant::now();
+            std::hint::black_box(index.dense.search_exact(v, settings.top_k));
+            times[3].push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let [bm25, dense, hybrid] = times;
+    let [bm25, dense, hybrid, exact] = times;
     Ok(CorpusBench {
         passages: index.chunks.len(),
         build_seconds,
@@ -224,6 +229,7 @@ fn measure(
         bm25: latency(bm25),
         dense: latency(dense),
         hybrid: latency(hybrid),
+        dense_exact: latency(exact),
     })
 }
 
@@ -372,11 +378,11 @@ pub fn to_markdown(r: &BenchReport) -> String {
         r.query_embedding.samples,
     );
     out.push_str(
-        "\n| corpus | passages | build | load | index on disk | RSS after load | BM25 p50 / p99 | dense p50 / p99 | hybrid p50 / p99 |\n|---|---|---|---|---|---|---|---|---|\n",
+        "\n| corpus | passages | build | load | index on disk | RSS after load | BM25 p50 / p99 | dense p50 / p99 | hybrid p50 / p99 | dense, full f32 scan |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut row = |name: &str, c: &CorpusBench| {
         out.push_str(&format!(
-            "| {name} | {} | {:.1} s | {:.2} s | {} | {:.0} MiB | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:.3} / {:.3} ms |\n",
+            "| {name} | {} | {:.1} s | {:.2} s | {} | {:.0} MiB | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:.3} / {:.3} ms |\n",
             c.passages,
             c.build_seconds,
             c.load_seconds,
@@ -387,7 +393,9 @@ pub fn to_markdown(r: &BenchReport) -> String {
             c.dense.p50_ms,
             c.dense.p99_ms,
             c.hybrid.p50_ms,
-            c.hybrid.p99_ms
+            c.hybrid.p99_ms,
+            c.dense_exact.p50_ms,
+            c.dense_exact.p99_ms
         ));
     };
     row("example FAQ", &r.example);

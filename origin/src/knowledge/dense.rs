@@ -17,7 +17,15 @@ use std::path::Path;
 pub struct DenseIndex {
     dimensions: usize,
     data: Vec<f32>,
+    /// The same matrix in 8 bits (one scale for all), scanned first: a quarter of the memory
+    /// traffic of the f32 scan, which is what bounds its speed. The shortlist it gives is then
+    /// scored exactly from `data`, so results are those of an exact search unless a true top-k
+    /// passage falls outside a shortlist of `4k + 32` (int8 cosine errors are ~1e-3).
+    quantized: Vec<i8>,
 }
+
+/// Extra candidates scored exactly after the 8-bit scan.
+const SHORTLIST_SLACK: usize = 32;
 
 impl std::fmt::Debug for DenseIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,7 +52,12 @@ impl DenseIndex {
         if data.iter().any(|x| !x.is_finite()) {
             return Err("a vector holds a value that is not a finite number".into());
         }
-        Ok(DenseIndex { dimensions, data })
+        let quantized = quantize(&data);
+        Ok(DenseIndex {
+            dimensions,
+            data,
+            quantized,
+        })
     }
 
     /// From rows, which must all have `dimensions` values.
@@ -125,30 +138,79 @@ impl DenseIndex {
     /// The `k` passages most similar to `query`, best first (ties: lower passage number
     /// first). Empty if `query` has the wrong length.
     pub fn search(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
+        if query.len() != self.dimensions || k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let q = quantize(query);
+        let shortlist = top(
+            self.quantized
+                .chunks_exact(self.dimensions)
+                .map(|row| dot_i8(&q, row) as f32),
+            k.saturating_mul(4).saturating_add(SHORTLIST_SLACK),
+        );
+        let exact = shortlist
+            .into_iter()
+            .filter_map(|(ord, _)| self.score(query, ord as usize).map(|s| (ord, s)));
+        let mut out: Vec<(u32, f32)> = exact.collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.truncate(k);
+        out
+    }
+
+    /// The exact scan, without the 8-bit shortlist: the reference the tests and the benchmark
+    /// compare against.
+    pub fn search_exact(&self, query: &[f32], k: usize) -> Vec<(u32, f32)> {
         if query.len() != self.dimensions || k == 0 {
             return Vec::new();
         }
-        // A min-heap of the best k so far: most rows lose to its top and cost one comparison.
-        let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
-        for (i, row) in self.data.chunks_exact(self.dimensions).enumerate() {
-            let s = dot(query, row);
-            if heap.len() < k {
-                heap.push(Scored {
-                    score: s,
-                    ord: i as u32,
-                });
-            } else if heap.peek().is_some_and(|worst| s > worst.score) {
-                heap.pop();
-                heap.push(Scored {
-                    score: s,
-                    ord: i as u32,
-                });
-            }
-        }
-        let mut out: Vec<(u32, f32)> = heap.into_iter().map(|s| (s.ord, s.score)).collect();
+        let mut out = top(
+            self.data
+                .chunks_exact(self.dimensions)
+                .map(|row| dot(query, row)),
+            k,
+        );
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         out
     }
+}
+
+/// The `k` best of `scores` (row number, score), in no particular order.
+fn top(scores: impl Iterator<Item = f32>, k: usize) -> Vec<(u32, f32)> {
+    // A min-heap of the best k so far: most rows lose to its top and cost one comparison.
+    let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(k + 1);
+    for (i, s) in scores.enumerate() {
+        if heap.len() < k {
+            heap.push(Scored {
+                score: s,
+                ord: i as u32,
+            });
+        } else if heap.peek().is_some_and(|worst| s > worst.score) {
+            heap.pop();
+            heap.push(Scored {
+                score: s,
+                ord: i as u32,
+            });
+        }
+    }
+    heap.into_iter().map(|s| (s.ord, s.score)).collect()
+}
+
+/// Scales `v` so that its largest magnitude becomes 127 and rounds to 8 bits. One scale per
+/// matrix (or query) keeps the integer dot products comparable between rows.
+fn quantize(v: &[f32]) -> Vec<i8> {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 { 127.0 / max } else { 1.0 };
+    v.iter()
+        .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8)
+        .collect()
+}
+
+/// Integer dot product; an integer sum is associative, so the compiler vectorises it as is.
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| i32::from(x) * i32::from(y))
+        .sum()
 }
 
 /// Ordered so that `BinaryHeap`'s top is the worst kept score.
@@ -232,6 +294,31 @@ mod tests {
         assert!(index.search(&[1.0, 0.0], 3).is_empty(), "wrong dimension");
         assert!((index.score(&unit(&[0.0, 1.0, 0.0]), 1).unwrap() - 1.0).abs() < 1e-6);
         assert_eq!(index.score(&[1.0, 0.0, 0.0], 9), None);
+    }
+
+    #[test]
+    fn shortlisted_search_agrees_with_the_exact_scan() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let dims = 64;
+        let rows: Vec<Vec<f32>> = (0..3000)
+            .map(|_| {
+                unit(
+                    &(0..dims)
+                        .map(|_| rng.random_range(-1.0f32..1.0))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let index = DenseIndex::from_rows(dims, &rows).unwrap();
+        for _ in 0..20 {
+            let q = unit(
+                &(0..dims)
+                    .map(|_| rng.random_range(-1.0f32..1.0))
+                    .collect::<Vec<_>>(),
+            );
+            assert_eq!(index.search(&q, 10), index.search_exact(&q, 10));
+        }
     }
 
     #[test]

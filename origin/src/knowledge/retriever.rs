@@ -52,7 +52,7 @@ impl Default for RetrievalSettings {
         RetrievalSettings {
             top_k: 4,
             candidates: 50,
-            min_relevance: 0.80,
+            min_relevance: 0.84,
             fusion: Fusion::default(),
         }
     }

@@ -289,8 +289,9 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
     // === ablation ===
     let _ = writeln!(out, "\n#### Each guard's share: false hits with one guard off (threshold {t:.2}, all non-paraphrase pairs)\n");
     let others: Vec<Pair> = sets.iter().flat_map(|s| s.others.iter().cloned()).collect();
-    let paraphrases: Vec<Pair> = sets.iter().flat_map(|s| s.paraphrases.iter().cloned()).collect();
-    let _ = writeln!(out, "| guards | false hits ({} pairs) | paraphrase hits ({} pairs) |", others.len(), paraphrases.len());
+    // banking77's same-intent pairs are not paraphrases (see the pairs table): left out here.
+    let paraphrases: Vec<Pair> = sets.iter().filter(|s| !s.name.starts_with("banking77")).flat_map(|s| s.paraphrases.iter().cloned()).collect();
+    let _ = writeln!(out, "| guards | false hits ({} pairs) | paraphrase hits ({} pairs, STS-B and bookstore) |", others.len(), paraphrases.len());
     let _ = writeln!(out, "|---|---:|---:|");
     let mut variants: Vec<(String, GuardSettings)> = vec![("all on".into(), guards.clone())];
     for guard in Guard::ALL {
