@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "libriassist", version, about = "Answers customers' questions from the bookstore's own documents with local LLMs.")]
+#[command(
+    name = "libriassist",
+    version,
+    about = "Answers customers' questions from the bookstore's own documents with local LLMs."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,7 +65,10 @@ enum BenchCommand {
 pub fn main() -> ExitCode {
     crate::telemetry::init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -72,7 +79,9 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(overrides) => {
                 let config = Config::load(&overrides).map_err(|e| e.to_string())?;
-                crate::server::serve(config, overrides).await.map_err(|e| e.to_string())
+                crate::server::serve(config, overrides)
+                    .await
+                    .map_err(|e| e.to_string())
             }
             Command::Sim(args) => crate::sim::run(args).await.map_err(|e| e.to_string()),
             Command::Eval(EvalCommand::Cache(args)) => {
@@ -82,11 +91,22 @@ pub fn main() -> ExitCode {
             }
             // Blocking work (reading files, embedding) on a runtime thread is fine here: the
             // process runs nothing else meanwhile.
-            Command::Eval(EvalCommand::Retrieval(args)) => crate::knowledge::commands::run_eval(args).await,
+            Command::Eval(EvalCommand::Retrieval(args)) => {
+                crate::knowledge::commands::run_eval(args).await
+            }
             Command::Ingest(args) => crate::knowledge::commands::run_ingest(args),
-            Command::Bench(BenchCommand::Retrieval(args)) => crate::knowledge::commands::run_bench(args).await,
+            Command::Bench(BenchCommand::Retrieval(args)) => {
+                crate::knowledge::commands::run_bench(args).await
+            }
+            Command::Bench(BenchCommand::Cache(args)) => {
+                let report = crate::cache::bench::run(&args).await?;
+                print!("{report}");
+                Ok(())
+            }
             Command::Bench(BenchCommand::Serving(command)) => crate::bench::run(*command).await,
-            Command::Config(ConfigArgs { reference: true, .. }) => {
+            Command::Config(ConfigArgs {
+                reference: true, ..
+            }) => {
                 print!("{}", crate::config::reference());
                 Ok(())
             }

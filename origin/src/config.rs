@@ -197,9 +197,15 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -220,9 +226,14 @@ impl Config {
     }
 
     fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     fn apply(&mut self, o: &Overrides) {
@@ -272,7 +283,11 @@ impl Config {
         for url in b.ollama_urls.iter().chain(&b.openai_urls) {
             match reqwest::Url::parse(url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => return Err(ConfigError::Invalid(format!("backend URL {url:?} is not an http(s) URL"))),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "backend URL {url:?} is not an http(s) URL"
+                    )))
+                }
             }
         }
         if self.generation.num_predict == 0 {
@@ -308,8 +323,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("libriassist-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "[backends]\nslots = 2\nmodel = \"a\"\nollama_urls = [\"http://x:1\"]\n").unwrap();
-        let o = Overrides { config: Some(path.clone()), model: Some("b".into()), ..Default::default() };
+        std::fs::write(
+            &path,
+            "[backends]\nslots = 2\nmodel = \"a\"\nollama_urls = [\"http://x:1\"]\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            model: Some("b".into()),
+            ..Default::default()
+        };
         let c = Config::load(&o).unwrap();
         assert_eq!((c.backends.slots, c.backends.model.as_str()), (2, "b"));
         assert_eq!(c.backends.ollama_urls, ["http://x:1"]);
@@ -320,11 +343,20 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        let o = Overrides { slots: Some(0), ..Default::default() };
+        let o = Overrides {
+            slots: Some(0),
+            ..Default::default()
+        };
         assert!(Config::load(&o).is_err());
-        let o = Overrides { ollama_urls: Some(vec!["localhost:11434".into()]), ..Default::default() };
+        let o = Overrides {
+            ollama_urls: Some(vec!["localhost:11434".into()]),
+            ..Default::default()
+        };
         assert!(Config::load(&o).is_err());
-        let o = Overrides { ollama_urls: Some(vec![String::new()]), ..Default::default() };
+        let o = Overrides {
+            ollama_urls: Some(vec![String::new()]),
+            ..Default::default()
+        };
         assert!(Config::load(&o).unwrap().backends.ollama_urls.is_empty());
     }
 }

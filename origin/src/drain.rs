@@ -27,7 +27,10 @@ pub struct Drain {
 
 impl Default for Drain {
     fn default() -> Self {
-        Drain { phase: Arc::new(watch::Sender::new(Phase::Running)), answering: Arc::new(watch::Sender::new(0)) }
+        Drain {
+            phase: Arc::new(watch::Sender::new(Phase::Running)),
+            answering: Arc::new(watch::Sender::new(0)),
+        }
     }
 }
 
@@ -76,7 +79,9 @@ impl Drain {
     /// which an accepted answer is invisible to [`Drain::finished`].
     pub fn begin_answer(&self) -> Option<Answering> {
         self.answering.send_modify(|n| *n += 1);
-        let guard = Answering { count: Arc::clone(&self.answering) };
+        let guard = Answering {
+            count: Arc::clone(&self.answering),
+        };
         (!self.is_draining()).then_some(guard)
     }
 
@@ -123,7 +128,9 @@ mod tests {
         d.started().await;
         let expired = tokio::time::timeout(Duration::from_secs(4), d.expired()).await;
         assert!(expired.is_err());
-        tokio::time::timeout(Duration::from_secs(2), d.expired()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), d.expired())
+            .await
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]
@@ -136,15 +143,23 @@ mod tests {
         let finished = d.finished();
         tokio::pin!(finished);
         drop(first);
-        assert!(tokio::time::timeout(Duration::from_millis(10), &mut finished).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(10), &mut finished)
+                .await
+                .is_err()
+        );
         drop(second);
-        tokio::time::timeout(Duration::from_millis(10), &mut finished).await.unwrap();
+        tokio::time::timeout(Duration::from_millis(10), &mut finished)
+            .await
+            .unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_server_finishes_at_once() {
         let d = Drain::default();
         d.start(Duration::from_secs(30));
-        tokio::time::timeout(Duration::from_millis(10), d.finished()).await.unwrap();
+        tokio::time::timeout(Duration::from_millis(10), d.finished())
+            .await
+            .unwrap();
     }
 }

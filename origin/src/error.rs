@@ -33,27 +33,41 @@ impl From<ErrorDetail> for AppError {
 
 impl AppError {
     pub fn not_found(what: &str) -> AppError {
-        AppError::Client(ErrorDetail::new(ErrorCode::NotFound, format!("{what} not found")))
+        AppError::Client(ErrorDetail::new(
+            ErrorCode::NotFound,
+            format!("{what} not found"),
+        ))
     }
 
     pub fn unauthorized() -> AppError {
-        AppError::Client(ErrorDetail::new(ErrorCode::Unauthorized, "missing or wrong bearer token"))
+        AppError::Client(ErrorDetail::new(
+            ErrorCode::Unauthorized,
+            "missing or wrong bearer token",
+        ))
     }
 
     /// The body a client sees, also used for the SSE `error` event of a failed stream.
     pub fn detail(&self) -> ErrorDetail {
         match self {
             AppError::Client(detail) | AppError::Interrupted(detail) => detail.clone(),
-            AppError::Pool(PoolError::NoBackend) => {
-                ErrorDetail::new(ErrorCode::NoBackend, "no language model is available right now; please retry shortly")
-            }
+            AppError::Pool(PoolError::NoBackend) => ErrorDetail::new(
+                ErrorCode::NoBackend,
+                "no language model is available right now; please retry shortly",
+            ),
             AppError::Pool(PoolError::QueueFull(_) | PoolError::QueueTimeout(_)) => {
-                ErrorDetail::new(ErrorCode::Overloaded, "too many questions at once; please retry shortly")
+                ErrorDetail::new(
+                    ErrorCode::Overloaded,
+                    "too many questions at once; please retry shortly",
+                )
             }
-            AppError::Pool(PoolError::Failed(_)) => {
-                ErrorDetail::new(ErrorCode::BackendFailed, "the language model failed to answer; please retry")
-            }
-            AppError::Draining => ErrorDetail::new(ErrorCode::Draining, "the service is restarting; please retry"),
+            AppError::Pool(PoolError::Failed(_)) => ErrorDetail::new(
+                ErrorCode::BackendFailed,
+                "the language model failed to answer; please retry",
+            ),
+            AppError::Draining => ErrorDetail::new(
+                ErrorCode::Draining,
+                "the service is restarting; please retry",
+            ),
             AppError::Internal(_) => ErrorDetail::new(ErrorCode::Internal, "internal error"),
         }
     }
@@ -73,15 +87,24 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let detail = self.detail();
         match &self {
-            AppError::Client(_) => tracing::debug!(code = detail.code.as_str(), error = %self, "request refused"),
+            AppError::Client(_) => {
+                tracing::debug!(code = detail.code.as_str(), error = %self, "request refused")
+            }
             AppError::Internal(_) => tracing::error!(error = %self, "request failed"),
             _ => tracing::warn!(code = detail.code.as_str(), error = %self, "request failed"),
         }
-        let status = StatusCode::from_u16(detail.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, [(header::CONTENT_TYPE, "application/json")], ErrorBody::from(detail).to_json())
+        let status =
+            StatusCode::from_u16(detail.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            ErrorBody::from(detail).to_json(),
+        )
             .into_response();
         if let Some(seconds) = self.retry_after() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

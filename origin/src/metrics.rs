@@ -28,7 +28,10 @@ pub const CACHE_SEMANTIC_SIMILARITY: &str = "libriassist_cache_semantic_similari
 pub const CACHE_SEMANTIC_ENTRIES: &str = "libriassist_cache_semantic_entries";
 
 /// Latency buckets from a cache hit (sub-millisecond) to a long generation (a minute).
-const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
 
 /// Semantic hits live above the threshold (0.9 and up with multilingual-e5); finer steps there
 /// show whether hits crowd the threshold, the first sign that it is set too low.
@@ -36,8 +39,13 @@ const SIMILARITY_BUCKETS: &[f64] = &[0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.
 
 /// `route` labels of the answer endpoints (`api::route_label`).
 pub const ANSWER_ROUTES: [&str; 2] = ["chat", "chat_stream"];
-const CACHE_LAYERS: [CacheLayer; 5] =
-    [CacheLayer::Miss, CacheLayer::Edge, CacheLayer::Exact, CacheLayer::Semantic, CacheLayer::Coalesced];
+const CACHE_LAYERS: [CacheLayer; 5] = [
+    CacheLayer::Miss,
+    CacheLayer::Edge,
+    CacheLayer::Exact,
+    CacheLayer::Semantic,
+    CacheLayer::Coalesced,
+];
 const MODES: [Mode; 2] = [Mode::Generated, Mode::Extractive];
 const BACKEND_OUTCOMES: [&str; 3] = ["success", "failure", "cancelled"];
 const QUEUE_REJECTIONS: [&str; 2] = ["full", "timeout"];
@@ -51,7 +59,12 @@ pub fn install() -> PrometheusHandle {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(CACHE_SEMANTIC_SIMILARITY.into()), SIMILARITY_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(CACHE_SEMANTIC_SIMILARITY.into()),
+                        SIMILARITY_BUCKETS,
+                    )
+                })
                 .unwrap_or_else(|_| PrometheusBuilder::new());
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -66,21 +79,56 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status");
-    metrics::describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request duration by route (streams: until the body ends)");
-    metrics::describe_counter!(ANSWERS, "answers delivered, by mode (generated|extractive) and cache layer");
-    metrics::describe_histogram!(TTFT, metrics::Unit::Seconds, "time to first token, by cache layer");
+    metrics::describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request duration by route (streams: until the body ends)"
+    );
+    metrics::describe_counter!(
+        ANSWERS,
+        "answers delivered, by mode (generated|extractive) and cache layer"
+    );
+    metrics::describe_histogram!(
+        TTFT,
+        metrics::Unit::Seconds,
+        "time to first token, by cache layer"
+    );
     metrics::describe_gauge!(BACKEND_IN_FLIGHT, "generations running on a backend");
     metrics::describe_gauge!(BACKEND_CAPACITY, "parallel slots of a backend");
     metrics::describe_gauge!(BACKEND_HEALTHY, "1 when the backend takes traffic");
-    metrics::describe_counter!(BACKEND_REQUESTS, "generations by backend and outcome (success|failure|cancelled)");
+    metrics::describe_counter!(
+        BACKEND_REQUESTS,
+        "generations by backend and outcome (success|failure|cancelled)"
+    );
     metrics::describe_gauge!(QUEUE_DEPTH, "requests waiting for a generation slot");
-    metrics::describe_counter!(QUEUE_REJECTED, "requests refused by admission (full|timeout)");
-    metrics::describe_counter!(CACHE_HITS, "answers served from a cache, by layer (edge|exact|semantic|coalesced)");
-    metrics::describe_counter!(CACHE_MISSES, "questions no cache layer could answer (a generation was started)");
-    metrics::describe_counter!(CACHE_ERRORS, "cache operations that failed or timed out and were bypassed, by operation");
-    metrics::describe_counter!(CACHE_SEMANTIC_REJECTED, "semantic candidates above the threshold refused by a guard, by guard");
-    metrics::describe_histogram!(CACHE_SEMANTIC_SIMILARITY, "cosine similarity of semantic cache hits");
-    metrics::describe_gauge!(CACHE_SEMANTIC_ENTRIES, "questions in this origin's semantic index");
+    metrics::describe_counter!(
+        QUEUE_REJECTED,
+        "requests refused by admission (full|timeout)"
+    );
+    metrics::describe_counter!(
+        CACHE_HITS,
+        "answers served from a cache, by layer (edge|exact|semantic|coalesced)"
+    );
+    metrics::describe_counter!(
+        CACHE_MISSES,
+        "questions no cache layer could answer (a generation was started)"
+    );
+    metrics::describe_counter!(
+        CACHE_ERRORS,
+        "cache operations that failed or timed out and were bypassed, by operation"
+    );
+    metrics::describe_counter!(
+        CACHE_SEMANTIC_REJECTED,
+        "semantic candidates above the threshold refused by a guard, by guard"
+    );
+    metrics::describe_histogram!(
+        CACHE_SEMANTIC_SIMILARITY,
+        "cosine similarity of semantic cache hits"
+    );
+    metrics::describe_gauge!(
+        CACHE_SEMANTIC_ENTRIES,
+        "questions in this origin's semantic index"
+    );
 }
 
 /// Creates at zero the series whose labels are known before any traffic. Per-backend series
@@ -92,7 +140,8 @@ fn initialize() {
     }
     for mode in MODES {
         for cache in CACHE_LAYERS {
-            metrics::counter!(ANSWERS, "mode" => mode.as_str(), "cache" => cache.as_str()).increment(0);
+            metrics::counter!(ANSWERS, "mode" => mode.as_str(), "cache" => cache.as_str())
+                .increment(0);
         }
     }
     for cache in CACHE_LAYERS {
@@ -111,7 +160,8 @@ fn initialize() {
 /// Creates a backend's request counters at zero, for every outcome.
 pub fn backend_added(url: &str) {
     for outcome in BACKEND_OUTCOMES {
-        metrics::counter!(BACKEND_REQUESTS, "backend" => url.to_owned(), "outcome" => outcome).increment(0);
+        metrics::counter!(BACKEND_REQUESTS, "backend" => url.to_owned(), "outcome" => outcome)
+            .increment(0);
     }
 }
 
@@ -136,7 +186,8 @@ pub fn backend_state(url: &str, in_flight: usize, capacity: usize, healthy: bool
 }
 
 pub fn backend_request(url: &str, outcome: &'static str) {
-    metrics::counter!(BACKEND_REQUESTS, "backend" => url.to_owned(), "outcome" => outcome).increment(1);
+    metrics::counter!(BACKEND_REQUESTS, "backend" => url.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 pub fn queue_depth(depth: usize) {

@@ -28,7 +28,10 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
     #[error("knowledge base: {0}")]
@@ -96,7 +99,11 @@ pub struct BackendsReloaded {
 
 impl BackendsReload {
     pub fn new(source: Overrides, pool: Pool, running: Config) -> BackendsReload {
-        BackendsReload { source, pool, running: tokio::sync::Mutex::new(running) }
+        BackendsReload {
+            source,
+            pool,
+            running: tokio::sync::Mutex::new(running),
+        }
     }
 
     /// Re-reads the configuration and applies its backends; added backends are checked before
@@ -117,15 +124,25 @@ impl BackendsReload {
         if !restart_needed.is_empty() {
             tracing::warn!(sections = ?restart_needed, "configuration changes outside the backend lists wait for a restart");
         }
-        Ok(BackendsReloaded { membership, restart_needed, backends: self.pool.snapshot() })
+        Ok(BackendsReloaded {
+            membership,
+            restart_needed,
+            backends: self.pool.snapshot(),
+        })
     }
 }
 
 /// The sections of `new` that differ from `running` in more than what a reload applies.
 fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     let mut applied = running.clone();
-    applied.backends.ollama_urls.clone_from(&new.backends.ollama_urls);
-    applied.backends.openai_urls.clone_from(&new.backends.openai_urls);
+    applied
+        .backends
+        .ollama_urls
+        .clone_from(&new.backends.ollama_urls);
+    applied
+        .backends
+        .openai_urls
+        .clone_from(&new.backends.openai_urls);
     applied.backends.slots = new.backends.slots;
     let sections = [
         ("server", applied.server == new.server),
@@ -135,7 +152,11 @@ fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         ("index", applied.index == new.index),
         ("embedding", applied.embedding == new.embedding),
     ];
-    sections.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
+    sections
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// One SIGHUP listener for everything that reloads without a restart. The handler is installed
@@ -156,7 +177,9 @@ fn reload_on_hangup(backends: Arc<BackendsReload>, knowledge: Option<Arc<Knowled
                 tracing::info!("SIGHUP: reloading the configuration");
                 match backends.reload().await {
                     Ok(done) => tracing::info!(membership = ?done.membership, "backends reloaded"),
-                    Err(e) => tracing::error!(error = %e, "configuration not reloaded; the running one stays"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "configuration not reloaded; the running one stays")
+                    }
                 }
                 if let Some(knowledge) = &knowledge {
                     // Logged by the reload itself on success.
@@ -188,13 +211,20 @@ pub async fn app(config: &Config, source: Overrides, drain: Drain) -> Result<Rou
     reload_on_hangup(Arc::clone(&reload), knowledge.clone());
 
     let g = &config.generation;
-    let options = GenerationOptions { num_predict: g.num_predict, temperature: g.temperature, top_k: g.top_k };
+    let options = GenerationOptions {
+        num_predict: g.num_predict,
+        temperature: g.temperature,
+        top_k: g.top_k,
+    };
     // Cached answers are scoped by the corpus version being served, read at each request so
     // that a reload moves new answers to a new scope at once.
     let scope = match &knowledge {
         Some(k) => {
             let k = Arc::clone(k);
-            ScopeSource::new(config.backends.model.clone(), Arc::new(move || k.index().manifest.corpus_version.clone()))
+            ScopeSource::new(
+                config.backends.model.clone(),
+                Arc::new(move || k.index().manifest.corpus_version.clone()),
+            )
         }
         None => ScopeSource::fixed(config.backends.model.clone(), crate::cache::keys::NO_CORPUS),
     };
@@ -203,15 +233,39 @@ pub async fn app(config: &Config, source: Overrides, drain: Drain) -> Result<Rou
         scope,
         exact_cache: ExactCacheStage::new(caches.as_ref().map(|c| Arc::clone(&c.exact))),
         coalesce: Coalesce::new(config.cache.enabled && config.cache.coalesce),
-        semantic_cache: SemanticCacheStage::new(caches.as_ref().map_or_else(SemanticSlot::default, |c| c.semantic_slot())),
+        semantic_cache: SemanticCacheStage::new(
+            caches
+                .as_ref()
+                .map_or_else(SemanticSlot::default, |c| c.semantic_slot()),
+        ),
         retrieve: Retrieve::new(knowledge.clone()),
         prompt: PromptBuilder::new(g.system_prompt.clone(), HISTORY_BUDGET_CHARS),
         generate: Generate::new(pool.clone(), options),
-        extractive: Extractive::new(config.index.extractive_passages, config.index.no_answer.clone()),
+        extractive: Extractive::new(
+            config.index.extractive_passages,
+            config.index.no_answer.clone(),
+        ),
     });
-    let chat = Arc::new(ChatService { pipeline, drain: drain.clone() });
-    let ops = Arc::new(Ops { pool, metrics, drain, knowledge, admin_token: config.server.admin_token.clone() });
-    Ok(api::router(chat, ops, CacheApi { caches, admin_token: config.server.admin_token.clone() }, reload))
+    let chat = Arc::new(ChatService {
+        pipeline,
+        drain: drain.clone(),
+    });
+    let ops = Arc::new(Ops {
+        pool,
+        metrics,
+        drain,
+        knowledge,
+        admin_token: config.server.admin_token.clone(),
+    });
+    Ok(api::router(
+        chat,
+        ops,
+        CacheApi {
+            caches,
+            admin_token: config.server.admin_token.clone(),
+        },
+        reload,
+    ))
 }
 
 /// The answer caches, or none when they are off or misconfigured (answers are then all
@@ -234,7 +288,9 @@ fn caches(config: &Config, scope: ScopeSource) -> Option<Arc<Caches>> {
         tokio::spawn(async move {
             match shared_embedder(&embedding).await {
                 Ok(embedder) => pending.attach_embedder(Arc::new(embedder)),
-                Err(e) => tracing::warn!(error = %e, "semantic cache off: embedding model unavailable"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "semantic cache off: embedding model unavailable")
+                }
             }
         });
     }
@@ -246,7 +302,8 @@ fn caches(config: &Config, scope: ScopeSource) -> Option<Arc<Caches>> {
 /// (tests) share it, as they share ONNX Runtime. Only a success is kept, so a failed load is
 /// retried by the next caller instead of being remembered.
 async fn shared_embedder(config: &EmbeddingConfig) -> Result<Embedder, crate::embed::EmbedError> {
-    static EMBEDDER: tokio::sync::Mutex<Option<(EmbeddingConfig, Embedder)>> = tokio::sync::Mutex::const_new(None);
+    static EMBEDDER: tokio::sync::Mutex<Option<(EmbeddingConfig, Embedder)>> =
+        tokio::sync::Mutex::const_new(None);
     let mut loaded = EMBEDDER.lock().await;
     if let Some((cfg, embedder)) = loaded.as_ref() {
         if cfg == config {
@@ -263,8 +320,12 @@ async fn shared_embedder(config: &EmbeddingConfig) -> Result<Embedder, crate::em
 
 /// The knowledge base `[index] dir` names, loaded and verified; `None` when it is unset.
 async fn knowledge(config: &Config) -> Result<Option<Arc<KnowledgeBase>>, ServeError> {
-    let Some(dir) = config.index.dir.clone() else { return Ok(None) };
-    let embedder = shared_embedder(&config.embedding).await.map_err(KnowledgeError::from)?;
+    let Some(dir) = config.index.dir.clone() else {
+        return Ok(None);
+    };
+    let embedder = shared_embedder(&config.embedding)
+        .await
+        .map_err(KnowledgeError::from)?;
     let retriever = Retriever::new(embedder, config.index.retrieval());
     let knowledge = tokio::task::spawn_blocking(move || KnowledgeBase::open(&dir, retriever))
         .await
@@ -276,7 +337,9 @@ pub async fn serve(config: Config, source: Overrides) -> Result<(), ServeError> 
     let drain = Drain::default();
     let router = app(&config, source, drain.clone()).await?;
     let addr = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr()?;
     announce(&config, local);
 
@@ -284,13 +347,17 @@ pub async fn serve(config: Config, source: Overrides) -> Result<(), ServeError> 
     let on_signal = drain.clone();
     tokio::spawn(async move {
         termination_signal().await;
-        tracing::info!(deadline_ms = deadline.as_millis() as u64, "termination requested: draining");
+        tracing::info!(
+            deadline_ms = deadline.as_millis() as u64,
+            "termination requested: draining"
+        );
         on_signal.start(deadline);
     });
     // Accepting goes on while answers run, so that new questions and readiness probes get their
     // 503 (see drain.rs); the listener closes with the last answer.
     let stop_accepting = drain.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move { stop_accepting.finished().await });
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop_accepting.finished().await });
     // Streams still running at the deadline end with an error event; give them a moment to
     // flush it, then exit whatever remains.
     let hard_stop = async {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn twenty_identical_concurrent_questions_make_one_backend_generation() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     // Slow enough that all twenty arrive while the first answer is still being written.
     let sim = sim(|a| {
         a.ttft_ms = 300;
@@ -31,23 +33,47 @@ async fn twenty_identical_concurrent_questions_make_one_backend_generation() {
     });
     let answers = join_all(asks).await;
 
-    let texts: Vec<String> = answers.iter().map(|(_, events)| streamed_text(events)).collect();
+    let texts: Vec<String> = answers
+        .iter()
+        .map(|(_, events)| streamed_text(events))
+        .collect();
     assert!(!texts[0].is_empty());
     for (i, (layer, events)) in answers.iter().enumerate() {
-        assert_eq!(events.last().map(|e| e.0.as_str()), Some("done"), "request {i}: {events:?}");
+        assert_eq!(
+            events.last().map(|e| e.0.as_str()),
+            Some("done"),
+            "request {i}: {events:?}"
+        );
         assert_eq!(texts[i], texts[0], "request {i} got the whole answer");
-        assert_eq!(events[0].1["cache"].as_str(), Some(layer.as_str()), "meta and header agree");
+        assert_eq!(
+            events[0].1["cache"].as_str(),
+            Some(layer.as_str()),
+            "meta and header agree"
+        );
     }
     let layers: Vec<&str> = answers.iter().map(|(l, _)| l.as_str()).collect();
-    assert_eq!(layers.iter().filter(|l| **l == "miss").count(), 1, "{layers:?}");
-    assert_eq!(layers.iter().filter(|l| **l == "coalesced").count(), 19, "{layers:?}");
+    assert_eq!(
+        layers.iter().filter(|l| **l == "miss").count(),
+        1,
+        "{layers:?}"
+    );
+    assert_eq!(
+        layers.iter().filter(|l| **l == "coalesced").count(),
+        19,
+        "{layers:?}"
+    );
     let stats = sim.stats();
     assert_eq!(stats.generations_started, 1, "{stats:?}");
     assert_eq!(stats.requests, 1, "{stats:?}");
 
     // Once stored, the next one is an exact hit, still without a generation.
     let key = key_of(question);
-    assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &origin, &key).await == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            internal_lookup(&client, &origin, &key).await == 200
+        })
+        .await
+    );
     assert_eq!(ask(&client, &origin, question).await.1, "exact");
     assert_eq!(sim.stats().generations_started, 1);
     // The recorder is per process and other tests here coalesce too: at least these 19.
@@ -76,10 +102,18 @@ async fn a_generation_that_fails_midway_fails_every_joiner_cleanly_and_is_not_ca
     for (layer, events) in join_all(asks).await {
         assert!(layer == "miss" || layer == "coalesced", "{layer}");
         let last = events.last().expect("events");
-        assert_eq!((last.0.as_str(), last.1["code"].as_str()), ("error", Some("backend_failed")), "{events:?}");
+        assert_eq!(
+            (last.0.as_str(), last.1["code"].as_str()),
+            ("error", Some("backend_failed")),
+            "{events:?}"
+        );
     }
     assert_eq!(sim.stats().requests, 1, "{:?}", sim.stats());
-    assert_eq!(internal_lookup(&client, &origin, &key_of(question)).await, 404, "a failed answer is never cached");
+    assert_eq!(
+        internal_lookup(&client, &origin, &key_of(question)).await,
+        404,
+        "a failed answer is never cached"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +128,11 @@ async fn a_generation_that_fails_before_its_first_token_fails_every_joiner_with_
     let asks = (0..5).map(|_| ask(&client, &origin, question));
     let answers = join_all(asks).await;
     for (status, _, body) in &answers {
-        assert_eq!((*status, &body["error"]["code"]), (answers[0].0, &answers[0].2["error"]["code"]), "{body}");
+        assert_eq!(
+            (*status, &body["error"]["code"]),
+            (answers[0].0, &answers[0].2["error"]["code"]),
+            "{body}"
+        );
         assert!(*status >= 500, "{status} {body}");
     }
     assert_eq!(sim.stats().requests, 1, "{:?}", sim.stats());

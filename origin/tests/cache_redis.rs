@@ -11,8 +11,11 @@ use libriassist_protocol::{CacheKey, CachedAnswer, Mode};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
-async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_ttl_refreshed_on_hit() {
-    let Some(redis) = RedisServer::start() else { return };
+async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_ttl_refreshed_on_hit()
+{
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let sim = sim(|_| {}).await;
     let mut config = config(&sim, Some(&redis));
     config.cache.ttl_secs = 3;
@@ -23,7 +26,12 @@ async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_tt
     let (status, layer, first) = ask(&client, &origin, question).await;
     assert_eq!((status, layer.as_str()), (200, "miss"), "{first}");
     let key = key_of(question);
-    assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &origin, &key).await == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            internal_lookup(&client, &origin, &key).await == 200
+        })
+        .await
+    );
 
     let (status, layer, second) = ask(&client, &origin, question).await;
     assert_eq!((status, layer.as_str()), (200, "exact"));
@@ -31,7 +39,12 @@ async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_tt
     assert_eq!(second["cache"], "exact");
     assert_eq!(second["sources"], first["sources"]);
     // The same normalized question: other case, spacing and apostrophes.
-    let (_, layer, _) = ask(&client, &origin, "  quels FORMATS de livres proposez-vous? ").await;
+    let (_, layer, _) = ask(
+        &client,
+        &origin,
+        "  quels FORMATS de livres proposez-vous? ",
+    )
+    .await;
     assert_eq!(layer, "exact");
 
     let (layer, events) = ask_stream(&client, &origin, question).await;
@@ -39,27 +52,65 @@ async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_tt
     assert_eq!(events.first().map(|e| e.0.as_str()), Some("meta"));
     assert_eq!(events[0].1["cache"], "exact");
     assert_eq!(events.last().map(|e| e.0.as_str()), Some("done"));
-    assert_eq!(streamed_text(&events), first["answer"].as_str().unwrap_or_default());
-    assert_eq!(sim.stats().generations_started, 1, "one generation for all of them");
+    assert_eq!(
+        streamed_text(&events),
+        first["answer"].as_str().unwrap_or_default()
+    );
+    assert_eq!(
+        sim.stats().generations_started,
+        1,
+        "one generation for all of them"
+    );
 
     // The entry: answer JSON plus metadata, with a TTL that each hit pushes back.
-    let mut c = redis.client().get_multiplexed_async_connection().await.expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("libriassist:v1:*:{key}")).query_async(&mut c).await.expect("keys");
+    let mut c = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("libriassist:v1:*:{key}"))
+        .query_async(&mut c)
+        .await
+        .expect("keys");
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let (hits, created): (u64, u64) = redis::cmd("HMGET").arg(&keys[0]).arg("hits").arg("created").query_async(&mut c).await.expect("hmget");
+    let (hits, created): (u64, u64) = redis::cmd("HMGET")
+        .arg(&keys[0])
+        .arg("hits")
+        .arg("created")
+        .query_async(&mut c)
+        .await
+        .expect("hmget");
     assert!(hits >= 3 && created > 0, "hits {hits}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut c).await.expect("pttl");
+    let before: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut c)
+        .await
+        .expect("pttl");
     assert!(internal_lookup(&client, &origin, &key).await == 200);
-    let after: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut c).await.expect("pttl");
-    assert!(before <= 1600 && after > 2000, "TTL refreshed on hit: {before} ms -> {after} ms");
+    let after: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut c)
+        .await
+        .expect("pttl");
+    assert!(
+        before <= 1600 && after > 2000,
+        "TTL refreshed on hit: {before} ms -> {after} ms"
+    );
 
     // Not asked for longer than the TTL: gone, and asked again it is generated again. Polled
     // in Redis itself: a lookup would be a hit and push the expiry back.
     let entry = keys[0].clone();
     let expired = eventually(Duration::from_secs(8), || {
         let (mut c, entry) = (c.clone(), entry.clone());
-        async move { redis::cmd("EXISTS").arg(&entry).query_async::<i64>(&mut c).await.is_ok_and(|n| n == 0) }
+        async move {
+            redis::cmd("EXISTS")
+                .arg(&entry)
+                .query_async::<i64>(&mut c)
+                .await
+                .is_ok_and(|n| n == 0)
+        }
     })
     .await;
     assert!(expired, "the entry outlived its TTL");
@@ -69,13 +120,21 @@ async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_tt
     assert_eq!(sim.stats().generations_started, 2);
 
     let m = metrics(&client, &origin).await;
-    assert!(m.contains("libriassist_cache_hits_total{layer=\"exact\"}"), "{m}");
+    assert!(
+        m.contains("libriassist_cache_hits_total{layer=\"exact\"}"),
+        "{m}"
+    );
     assert!(m.contains("libriassist_cache_hits_total{layer=\"edge\"}"));
     assert!(m.contains("libriassist_cache_misses_total"));
 }
 
 fn answer(text: &str) -> CachedAnswer {
-    CachedAnswer { answer: text.into(), sources: vec![], model: "m".into(), mode: Mode::Generated }
+    CachedAnswer {
+        answer: text.into(),
+        sources: vec![],
+        model: "m".into(),
+        mode: Mode::Generated,
+    }
 }
 
 fn key(q: &str) -> CacheKey {
@@ -84,29 +143,64 @@ fn key(q: &str) -> CacheKey {
 
 #[tokio::test]
 async fn entries_are_scoped_by_corpus_version_and_model_and_purged_by_corpus() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let link = RedisLink::connect(&redis.url(), Duration::from_millis(200)).expect("url");
     let cache = ExactCache::redis(link, Duration::from_secs(60));
-    let v1 = Scope { corpus_version: "2026-11-01".into(), model: "mistral:7b".into() };
-    let v2 = Scope { corpus_version: "2026-11-27".into(), model: "mistral:7b".into() };
-    let other_model = Scope { corpus_version: "2026-11-01".into(), model: "qwen2.5:7b".into() };
+    let v1 = Scope {
+        corpus_version: "2026-11-01".into(),
+        model: "mistral:7b".into(),
+    };
+    let v2 = Scope {
+        corpus_version: "2026-11-27".into(),
+        model: "mistral:7b".into(),
+    };
+    let other_model = Scope {
+        corpus_version: "2026-11-01".into(),
+        model: "qwen2.5:7b".into(),
+    };
     let q = key("Quels sont vos horaires ?");
-    cache.put(&v1, &q, "Quels sont vos horaires ?", &answer("9h-19h")).await.expect("put");
-    assert_eq!(cache.get(&v1, &q).await.map(|h| h.answer.answer), Some("9h-19h".into()));
-    assert_eq!(cache.get(&v2, &q).await, None, "a new corpus never sees the old answer");
+    cache
+        .put(&v1, &q, "Quels sont vos horaires ?", &answer("9h-19h"))
+        .await
+        .expect("put");
+    assert_eq!(
+        cache.get(&v1, &q).await.map(|h| h.answer.answer),
+        Some("9h-19h".into())
+    );
+    assert_eq!(
+        cache.get(&v2, &q).await,
+        None,
+        "a new corpus never sees the old answer"
+    );
     assert_eq!(cache.get(&other_model, &q).await, None, "nor another model");
-    cache.put(&v2, &q, "Quels sont vos horaires ?", &answer("10h-20h")).await.expect("put");
-    assert_eq!(cache.get(&v2, &q).await.map(|h| h.answer.answer), Some("10h-20h".into()));
+    cache
+        .put(&v2, &q, "Quels sont vos horaires ?", &answer("10h-20h"))
+        .await
+        .expect("put");
+    assert_eq!(
+        cache.get(&v2, &q).await.map(|h| h.answer.answer),
+        Some("10h-20h".into())
+    );
 
-    assert_eq!(cache.purge(&Purge::Corpus("2026-11-01".into())).await, Ok(1));
+    assert_eq!(
+        cache.purge(&Purge::Corpus("2026-11-01".into())).await,
+        Ok(1)
+    );
     assert_eq!(cache.get(&v1, &q).await, None);
-    assert!(cache.get(&v2, &q).await.is_some(), "other corpus versions stay");
+    assert!(
+        cache.get(&v2, &q).await.is_some(),
+        "other corpus versions stay"
+    );
     assert_eq!(cache.count().await, Ok(1));
 }
 
 #[tokio::test]
 async fn through_the_api_another_model_is_another_scope() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let sim = sim(|a| a.models = vec!["alpha:1b".into(), "beta:1b".into()]).await;
     let mut a = config(&sim, Some(&redis));
     a.backends.model = "alpha:1b".into();
@@ -117,7 +211,12 @@ async fn through_the_api_another_model_is_another_scope() {
     let question = "Livrez-vous le samedi ?";
     assert_eq!(ask(&client, &alpha, question).await.1, "miss");
     let key = key_of(question);
-    assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &alpha, &key).await == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            internal_lookup(&client, &alpha, &key).await == 200
+        })
+        .await
+    );
     assert_eq!(internal_lookup(&client, &beta, &key).await, 404);
     assert_eq!(ask(&client, &beta, question).await.1, "miss");
     assert_eq!(sim.stats().generations_started, 2);
@@ -125,27 +224,48 @@ async fn through_the_api_another_model_is_another_scope() {
 
 #[tokio::test]
 async fn redis_stopped_mid_test_is_a_bypass_and_caching_resumes_when_it_returns() {
-    let Some(mut redis) = RedisServer::start() else { return };
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let sim = sim(|_| {}).await;
     let origin = Origin::start(&config(&sim, Some(&redis))).await;
     let client = reqwest::Client::new();
     let question = "Puis-je payer par chèque ?";
     assert_eq!(ask(&client, &origin, question).await.1, "miss");
     let key = key_of(question);
-    assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &origin, &key).await == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            internal_lookup(&client, &origin, &key).await == 200
+        })
+        .await
+    );
     assert_eq!(ask(&client, &origin, question).await.1, "exact");
 
     redis.stop();
     for i in 0..5 {
         let started = Instant::now();
         let (status, layer, body) = ask(&client, &origin, question).await;
-        assert_eq!((status, layer.as_str()), (200, "miss"), "request {i} while Redis is down: {body}");
-        assert!(started.elapsed() < Duration::from_secs(2), "bypass is quick: {:?}", started.elapsed());
+        assert_eq!(
+            (status, layer.as_str()),
+            (200, "miss"),
+            "request {i} while Redis is down: {body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "bypass is quick: {:?}",
+            started.elapsed()
+        );
         let started = Instant::now();
         assert_eq!(internal_lookup(&client, &origin, &key).await, 404);
-        assert!(started.elapsed() < Duration::from_millis(500), "the edge's lookup stays fast: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "the edge's lookup stays fast: {:?}",
+            started.elapsed()
+        );
     }
-    assert!(metrics(&client, &origin).await.contains("libriassist_cache_errors_total{op="));
+    assert!(metrics(&client, &origin)
+        .await
+        .contains("libriassist_cache_errors_total{op="));
 
     redis.restart();
     // The outage ends at the first probe that succeeds (every 500 ms), and the connection is
@@ -166,38 +286,90 @@ async fn redis_stopped_mid_test_is_a_bypass_and_caching_resumes_when_it_returns(
 
 #[tokio::test]
 async fn admin_purges_need_the_token_and_reach_redis() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let sim = sim(|_| {}).await;
     let origin = Origin::start(&config(&sim, Some(&redis))).await;
     let client = reqwest::Client::new();
-    let (q1, q2) = ("Quels sont vos horaires d'ouverture ?", "Où se trouve la librairie ?");
+    let (q1, q2) = (
+        "Quels sont vos horaires d'ouverture ?",
+        "Où se trouve la librairie ?",
+    );
     for q in [q1, q2] {
         ask(&client, &origin, q).await;
         let key = key_of(q);
-        assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &origin, &key).await == 200 }).await);
+        assert!(
+            eventually(Duration::from_secs(5), || async {
+                internal_lookup(&client, &origin, &key).await == 200
+            })
+            .await
+        );
     }
-    let unauthenticated = client.delete(origin.url("/admin/v1/cache")).send().await.expect("answer");
+    let unauthenticated = client
+        .delete(origin.url("/admin/v1/cache"))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(unauthenticated.status(), 401);
-    let wrong = client.delete(origin.url("/admin/v1/cache")).bearer_auth("nope").send().await.expect("answer");
+    let wrong = client
+        .delete(origin.url("/admin/v1/cache"))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(wrong.status(), 401);
 
-    let (status, stats) = admin(&client, &origin, reqwest::Method::GET, "/admin/v1/cache/stats").await;
+    let (status, stats) = admin(
+        &client,
+        &origin,
+        reqwest::Method::GET,
+        "/admin/v1/cache/stats",
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!((stats["backend"].as_str(), stats["exact_entries"].as_u64()), (Some("redis"), Some(2)), "{stats}");
+    assert_eq!(
+        (stats["backend"].as_str(), stats["exact_entries"].as_u64()),
+        (Some("redis"), Some(2)),
+        "{stats}"
+    );
 
-    let (status, body) = admin(&client, &origin, reqwest::Method::DELETE, &format!("/admin/v1/cache/keys/{}", key_of(q1))).await;
+    let (status, body) = admin(
+        &client,
+        &origin,
+        reqwest::Method::DELETE,
+        &format!("/admin/v1/cache/keys/{}", key_of(q1)),
+    )
+    .await;
     assert_eq!((status, body["purged"].as_u64()), (200, Some(1)), "{body}");
     assert_eq!(internal_lookup(&client, &origin, &key_of(q1)).await, 404);
     assert_eq!(internal_lookup(&client, &origin, &key_of(q2)).await, 200);
-    let (status, _) = admin(&client, &origin, reqwest::Method::DELETE, "/admin/v1/cache/keys/not-a-key").await;
+    let (status, _) = admin(
+        &client,
+        &origin,
+        reqwest::Method::DELETE,
+        "/admin/v1/cache/keys/not-a-key",
+    )
+    .await;
     assert_eq!(status, 400);
 
-    let (status, body) = admin(&client, &origin, reqwest::Method::DELETE, "/admin/v1/cache/corpus/none").await;
+    let (status, body) = admin(
+        &client,
+        &origin,
+        reqwest::Method::DELETE,
+        "/admin/v1/cache/corpus/none",
+    )
+    .await;
     assert_eq!((status, body["purged"].as_u64()), (200, Some(1)), "{body}");
     assert_eq!(internal_lookup(&client, &origin, &key_of(q2)).await, 404);
 
     ask(&client, &origin, q1).await;
-    assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &origin, &key_of(q1)).await == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            internal_lookup(&client, &origin, &key_of(q1)).await == 200
+        })
+        .await
+    );
     let (status, body) = admin(&client, &origin, reqwest::Method::DELETE, "/admin/v1/cache").await;
     assert_eq!((status, body["purged"].as_u64()), (200, Some(1)), "{body}");
     assert_eq!(internal_lookup(&client, &origin, &key_of(q1)).await, 404);
@@ -213,9 +385,19 @@ async fn without_redis_the_in_memory_cache_answers_and_admin_is_off_without_a_to
     let question = "Faites-vous des cartes cadeaux ?";
     assert_eq!(ask(&client, &origin, question).await.1, "miss");
     let key = key_of(question);
-    assert!(eventually(Duration::from_secs(5), || async { internal_lookup(&client, &origin, &key).await == 200 }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            internal_lookup(&client, &origin, &key).await == 200
+        })
+        .await
+    );
     assert_eq!(ask(&client, &origin, question).await.1, "exact");
-    let response = client.get(origin.url("/admin/v1/cache/stats")).bearer_auth("anything").send().await.expect("answer");
+    let response = client
+        .get(origin.url("/admin/v1/cache/stats"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(response.status(), 404);
     assert_eq!(internal_lookup(&client, &origin, "zz").await, 404);
 }

@@ -17,7 +17,9 @@ pub struct CacheKey(String);
 impl CacheKey {
     /// Accepts exactly 64 lowercase hex digits, as [`cache_key`] produces.
     pub fn parse(s: &str) -> Option<CacheKey> {
-        let ok = s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         ok.then(|| CacheKey(s.to_owned()))
     }
 
@@ -69,13 +71,20 @@ mod tests {
     use crate::api::Turn;
 
     fn ask(q: &str) -> ChatRequest {
-        ChatRequest { question: q.into(), history: vec![], session_id: None }
+        ChatRequest {
+            question: q.into(),
+            history: vec![],
+            session_id: None,
+        }
     }
 
     /// Pinned keys: a change here means every deployed cache entry is orphaned, which must be a
     /// deliberate KEY_VERSION bump. The same values are asserted from inside the wasm filter.
     pub(crate) const PINNED: &[(&str, &str)] = &[
-        ("Quels formats proposez-vous ?", "quels formats proposez-vous"),
+        (
+            "Quels formats proposez-vous ?",
+            "quels formats proposez-vous",
+        ),
         ("Où est ma commande ?", "où est ma commande"),
     ];
 
@@ -84,14 +93,20 @@ mod tests {
         for (raw, normalized) in PINNED {
             assert_eq!(cache_key(&ask(raw)), cache_key(&ask(normalized)));
         }
-        assert_ne!(cache_key(&ask("où est ma commande")), cache_key(&ask("ou est ma commande")));
+        assert_ne!(
+            cache_key(&ask("où est ma commande")),
+            cache_key(&ask("ou est ma commande"))
+        );
     }
 
     #[test]
     fn history_changes_the_key_and_session_does_not() {
         let plain = ask("Et en poche ?");
         let mut follow_up = plain.clone();
-        follow_up.history = vec![Turn { role: Role::User, content: "Germinal est-il disponible ?".into() }];
+        follow_up.history = vec![Turn {
+            role: Role::User,
+            content: "Germinal est-il disponible ?".into(),
+        }];
         assert_ne!(cache_key(&plain), cache_key(&follow_up));
         let mut with_session = plain.clone();
         with_session.session_id = Some("abc".into());

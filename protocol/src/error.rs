@@ -74,20 +74,28 @@ impl ErrorCode {
 
 impl ErrorDetail {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorDetail { code, message: message.into() }
+        ErrorDetail {
+            code,
+            message: message.into(),
+        }
     }
 }
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorBody { error: ErrorDetail::new(code, message) }
+        ErrorBody {
+            error: ErrorDetail::new(code, message),
+        }
     }
 
     /// The serialized body. Serializing this plain struct cannot fail; the fallback keeps the
     /// signature infallible for callers on request paths that must never panic.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| {
-            format!(r#"{{"error":{{"code":"{}","message":"error"}}}}"#, self.error.code.as_str())
+            format!(
+                r#"{{"error":{{"code":"{}","message":"error"}}}}"#,
+                self.error.code.as_str()
+            )
         })
     }
 }

@@ -16,7 +16,9 @@ pub mod paths;
 pub mod sse;
 pub mod validate;
 
-pub use api::{CacheLayer, CachedAnswer, ChatRequest, ChatResponse, Mode, Role, Source, Timings, Turn};
+pub use api::{
+    CacheLayer, CachedAnswer, ChatRequest, ChatResponse, Mode, Role, Source, Timings, Turn,
+};
 pub use cache_key::{cache_key, CacheKey, KEY_VERSION};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use normalize::normalize_question;

@@ -14,7 +14,12 @@ use unicode_normalization::UnicodeNormalization;
 /// typography puts before `? ! : ;` and inside guillemets removed, and trailing punctuation
 /// dropped.
 pub fn normalize_question(question: &str) -> String {
-    let folded: String = question.nfkc().collect::<String>().to_lowercase().nfkc().collect();
+    let folded: String = question
+        .nfkc()
+        .collect::<String>()
+        .to_lowercase()
+        .nfkc()
+        .collect();
 
     let mut out = String::with_capacity(folded.len());
     let mut pending_space = false;
@@ -52,9 +57,8 @@ fn unify(c: char) -> char {
         '\u{2018}' | '\u{2019}' | '\u{201B}' | '\u{2032}' | '\u{0060}' | '\u{02BC}' => '\'',
         '\u{00AB}' | '\u{201C}' | '\u{201E}' => OPENING_QUOTE,
         '\u{00BB}' | '\u{201D}' | '\u{201F}' => CLOSING_QUOTE,
-        '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2014}' | '\u{2015}' | '\u{2212}' => {
-            '-'
-        }
+        '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2014}' | '\u{2015}'
+        | '\u{2212}' => '-',
         OPENING_QUOTE | CLOSING_QUOTE => '"',
         other => other,
     }
@@ -77,15 +81,36 @@ mod tests {
 
     /// The table both platforms must agree on (see `cache_key` tests for the keys).
     pub(crate) const CASES: &[(&str, &str)] = &[
-        ("Quels formats proposez-vous ?", "quels formats proposez-vous"),
-        ("Quels formats proposez-vous?", "quels formats proposez-vous"),
-        ("  QUELS   formats\tproposez\u{2011}vous\u{202F}?!  ", "quels formats proposez-vous"),
-        ("Qu\u{2019}est-ce qu\u{2019}un e-book ?", "qu'est-ce qu'un e-book"),
-        ("Puis-je payer en 3 fois\u{00A0}?", "puis-je payer en 3 fois"),
+        (
+            "Quels formats proposez-vous ?",
+            "quels formats proposez-vous",
+        ),
+        (
+            "Quels formats proposez-vous?",
+            "quels formats proposez-vous",
+        ),
+        (
+            "  QUELS   formats\tproposez\u{2011}vous\u{202F}?!  ",
+            "quels formats proposez-vous",
+        ),
+        (
+            "Qu\u{2019}est-ce qu\u{2019}un e-book ?",
+            "qu'est-ce qu'un e-book",
+        ),
+        (
+            "Puis-je payer en 3 fois\u{00A0}?",
+            "puis-je payer en 3 fois",
+        ),
         ("Où est ma commande ?", "où est ma commande"),
         ("Ou est ma commande ?", "ou est ma commande"),
-        ("Le livre « Germinal » est-il disponible ?", "le livre \"germinal\" est-il disponible"),
-        ("Le livre \u{201C}Germinal\u{201D} est-il disponible?", "le livre \"germinal\" est-il disponible"),
+        (
+            "Le livre « Germinal » est-il disponible ?",
+            "le livre \"germinal\" est-il disponible",
+        ),
+        (
+            "Le livre \u{201C}Germinal\u{201D} est-il disponible?",
+            "le livre \"germinal\" est-il disponible",
+        ),
         ("Attendez\u{2026}", "attendez"),
         ("ｆｕｌｌ ｗｉｄｔｈ", "full width"),
         ("Horaires : lundi – samedi", "horaires: lundi - samedi"),

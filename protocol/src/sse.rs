@@ -77,9 +77,20 @@ pub fn encode_replay(entry: &CachedAnswer, layer: CacheLayer, timings: Timings) 
     };
     let mut out = encode(META, &meta);
     for piece in replay_pieces(&entry.answer) {
-        out.push_str(&encode(TOKEN, &TokenEvent { text: piece.to_owned() }));
+        out.push_str(&encode(
+            TOKEN,
+            &TokenEvent {
+                text: piece.to_owned(),
+            },
+        ));
     }
-    out.push_str(&encode(DONE, &DoneEvent { timings, ..DoneEvent::default() }));
+    out.push_str(&encode(
+        DONE,
+        &DoneEvent {
+            timings,
+            ..DoneEvent::default()
+        },
+    ));
     out
 }
 
@@ -94,12 +105,20 @@ mod tests {
 
     #[test]
     fn pieces_concatenate_to_the_answer() {
-        for answer in ["", "un", "Nous proposons  le poche,\net le numérique. ", "  début"] {
+        for answer in [
+            "",
+            "un",
+            "Nous proposons  le poche,\net le numérique. ",
+            "  début",
+        ] {
             let pieces: Vec<&str> = replay_pieces(answer).collect();
             assert_eq!(pieces.concat(), answer);
             assert!(pieces.iter().all(|p| !p.is_empty()));
         }
-        assert_eq!(replay_pieces("a b  c").collect::<Vec<_>>(), ["a ", "b  ", "c"]);
+        assert_eq!(
+            replay_pieces("a b  c").collect::<Vec<_>>(),
+            ["a ", "b  ", "c"]
+        );
     }
 
     #[test]

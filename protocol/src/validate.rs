@@ -3,7 +3,9 @@
 
 use crate::api::ChatRequest;
 use crate::error::{ErrorCode, ErrorDetail};
-use crate::limits::{MAX_BODY_BYTES, MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, MAX_SESSION_ID_CHARS, MAX_TURN_CHARS};
+use crate::limits::{
+    MAX_BODY_BYTES, MAX_HISTORY_TURNS, MAX_QUESTION_CHARS, MAX_SESSION_ID_CHARS, MAX_TURN_CHARS,
+};
 
 /// True for `application/json`, with or without parameters (`; charset=utf-8`), in any case.
 pub fn is_json_content_type(value: &str) -> bool {
@@ -27,8 +29,15 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ErrorDetail> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ErrorDetail::new(ErrorCode::InvalidJson, "request body is not valid UTF-8"))?;
     let request: ChatRequest = serde_json::from_str(text).map_err(|e| {
-        let code = if e.is_data() { ErrorCode::InvalidRequest } else { ErrorCode::InvalidJson };
-        ErrorDetail::new(code, format!("request body is not a valid chat request: {e}"))
+        let code = if e.is_data() {
+            ErrorCode::InvalidRequest
+        } else {
+            ErrorCode::InvalidJson
+        };
+        ErrorDetail::new(
+            code,
+            format!("request body is not a valid chat request: {e}"),
+        )
     })?;
     check(&request)?;
     Ok(request)
@@ -41,7 +50,9 @@ fn check(request: &ChatRequest) -> Result<(), ErrorDetail> {
     }
     let chars = request.question.chars().count();
     if chars > MAX_QUESTION_CHARS {
-        return invalid(format!("`question` has {chars} characters; the limit is {MAX_QUESTION_CHARS}"));
+        return invalid(format!(
+            "`question` has {chars} characters; the limit is {MAX_QUESTION_CHARS}"
+        ));
     }
     if request.history.len() > MAX_HISTORY_TURNS {
         return invalid(format!(
@@ -54,12 +65,16 @@ fn check(request: &ChatRequest) -> Result<(), ErrorDetail> {
             return invalid(format!("`history[{i}].content` must not be empty"));
         }
         if turn.content.chars().count() > MAX_TURN_CHARS {
-            return invalid(format!("`history[{i}].content` is longer than {MAX_TURN_CHARS} characters"));
+            return invalid(format!(
+                "`history[{i}].content` is longer than {MAX_TURN_CHARS} characters"
+            ));
         }
     }
     if let Some(session) = &request.session_id {
         if session.chars().count() > MAX_SESSION_ID_CHARS {
-            return invalid(format!("`session_id` is longer than {MAX_SESSION_ID_CHARS} characters"));
+            return invalid(format!(
+                "`session_id` is longer than {MAX_SESSION_ID_CHARS} characters"
+            ));
         }
     }
     Ok(())
@@ -90,14 +105,26 @@ mod tests {
         assert_eq!(code_of(br#"{"question":42}"#), ErrorCode::InvalidRequest);
         assert_eq!(code_of(br#"{}"#), ErrorCode::InvalidRequest);
         assert_eq!(code_of(br#"{"question":"   "}"#), ErrorCode::InvalidRequest);
-        assert_eq!(code_of(br#"{"question":"q","history":[{"role":"system","content":"x"}]}"#), ErrorCode::InvalidRequest);
-        assert_eq!(code_of(br#"{"question":"q","history":[{"role":"user","content":""}]}"#), ErrorCode::InvalidRequest);
-        assert_eq!(code_of(br#"{"question":"q","history":{}}"#), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code_of(br#"{"question":"q","history":[{"role":"system","content":"x"}]}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(br#"{"question":"q","history":[{"role":"user","content":""}]}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(br#"{"question":"q","history":{}}"#),
+            ErrorCode::InvalidRequest
+        );
         let long = format!(r#"{{"question":"{}"}}"#, "é".repeat(MAX_QUESTION_CHARS + 1));
         assert_eq!(code_of(long.as_bytes()), ErrorCode::InvalidRequest);
         let ok = format!(r#"{{"question":"{}"}}"#, "é".repeat(MAX_QUESTION_CHARS));
         assert!(parse_chat_request(ok.as_bytes()).is_ok());
-        assert_eq!(code_of(&vec![b' '; MAX_BODY_BYTES + 1]), ErrorCode::PayloadTooLarge);
+        assert_eq!(
+            code_of(&vec![b' '; MAX_BODY_BYTES + 1]),
+            ErrorCode::PayloadTooLarge
+        );
     }
 
     #[test]

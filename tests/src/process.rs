@@ -131,7 +131,10 @@ pub async fn origin(env: &[(&str, String)]) -> Proc {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let proc = Proc { child: cmd.spawn().expect("start libriassist serve"), addr };
+    let proc = Proc {
+        child: cmd.spawn().expect("start libriassist serve"),
+        addr,
+    };
     wait_http(&format!("{}/healthz", proc.url()), 200).await;
     proc
 }
@@ -146,7 +149,10 @@ pub async fn wait_http(url: &str, status: u16) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{url} did not answer {status} in time");
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer {status} in time"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -162,12 +168,22 @@ where
         if check().await {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// GET `url` and parse its JSON body.
 pub async fn json(client: &reqwest::Client, url: &str) -> serde_json::Value {
-    client.get(url).send().await.expect("request").json().await.expect("json body")
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json body")
 }

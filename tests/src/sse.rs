@@ -41,10 +41,18 @@ pub fn parse_event(block: &str) -> Option<SseEvent> {
     }
     let event = event?;
     let data = serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
-    Some(SseEvent { event, data, at: Instant::now() })
+    Some(SseEvent {
+        event,
+        data,
+        at: Instant::now(),
+    })
 }
 
-pub async fn ask_stream(client: &reqwest::Client, origin: &str, question: &str) -> reqwest::Response {
+pub async fn ask_stream(
+    client: &reqwest::Client,
+    origin: &str,
+    question: &str,
+) -> reqwest::Response {
     client
         .post(format!("{origin}/api/v1/chat/stream"))
         .json(&serde_json::json!({ "question": question }))

@@ -11,7 +11,9 @@ use std::time::Duration;
 fn installed() -> Option<(PathBuf, PathBuf)> {
     let cache = std::env::var_os("LIBRIASSIST_CACHE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/libriassist")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/libriassist"))
+        })?;
     let server = cache.join("llama-server");
     let model = cache.join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     (server.exists() && model.exists()).then_some((server, model))
@@ -23,7 +25,17 @@ async fn llama_server(server: &PathBuf, model: &PathBuf) -> Proc {
         .args(["-m"])
         .arg(model)
         .args(["--host", "127.0.0.1", "--port", &addr.port().to_string()])
-        .args(["-c", "2048", "-np", "2", "-t", "2", "-a", "smollm2", "--metrics"])
+        .args([
+            "-c",
+            "2048",
+            "-np",
+            "2",
+            "-t",
+            "2",
+            "-a",
+            "smollm2",
+            "--metrics",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -36,8 +48,13 @@ async fn llama_server(server: &PathBuf, model: &PathBuf) -> Proc {
 #[tokio::test]
 async fn answers_stream_through_a_real_llama_server() {
     let Some((server, model)) = installed() else {
-        assert!(std::env::var_os("CI").is_none(), "llama-server is not installed: run scripts/setup.sh test");
-        eprintln!("skipped: llama-server or SmolLM2 not installed (scripts/setup.sh test installs them)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "llama-server is not installed: run scripts/setup.sh test"
+        );
+        eprintln!(
+            "skipped: llama-server or SmolLM2 not installed (scripts/setup.sh test installs them)"
+        );
         return;
     };
     let llama = llama_server(&server, &model).await;
@@ -55,14 +72,31 @@ async fn answers_stream_through_a_real_llama_server() {
     assert_eq!(backends["backends"][0]["kind"], "openai");
     assert_eq!(backends["backends"][0]["healthy"], true, "{backends}");
 
-    let events = read_sse(ask_stream(&client, &origin.url(), "What is a book? Answer in one long sentence.").await).await;
+    let events = read_sse(
+        ask_stream(
+            &client,
+            &origin.url(),
+            "What is a book? Answer in one long sentence.",
+        )
+        .await,
+    )
+    .await;
     assert_eq!(events[0].event, "meta");
     assert_eq!(events[0].data["model"], "smollm2");
     let tokens = events.iter().filter(|e| e.event == "token").count();
-    assert!((1..=12).contains(&tokens), "{tokens} tokens for a budget of 12");
+    assert!(
+        (1..=12).contains(&tokens),
+        "{tokens} tokens for a budget of 12"
+    );
     let done = events.last().unwrap();
     assert_eq!(done.event, "done", "{events:?}");
-    assert!(done.data["completion_tokens"].as_u64().is_some_and(|n| n <= 12), "{}", done.data);
+    assert!(
+        done.data["completion_tokens"]
+            .as_u64()
+            .is_some_and(|n| n <= 12),
+        "{}",
+        done.data
+    );
     assert!(done.data["timings"]["ttft_ms"].as_f64().is_some());
 
     let r = client
@@ -88,7 +122,9 @@ async fn answers_stream_through_a_real_llama_server() {
     drop(long);
     eventually(Duration::from_secs(20), || async {
         let slots = json(&client, &format!("{}/slots", llama.url())).await;
-        slots.as_array().is_some_and(|s| s.iter().all(|slot| slot["is_processing"] == false))
+        slots
+            .as_array()
+            .is_some_and(|s| s.iter().all(|slot| slot["is_processing"] == false))
     })
     .await;
     let backends = json(&client, &format!("{}/api/v1/backends", origin.url())).await;

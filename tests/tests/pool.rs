@@ -3,9 +3,9 @@
 
 use futures::future::join_all;
 use futures::StreamExt;
-use std::time::Duration;
 use libriassist_tests::process::*;
 use libriassist_tests::sse::*;
+use std::time::Duration;
 
 fn urls(sims: &[Proc]) -> String {
     sims.iter().map(Proc::url).collect::<Vec<_>>().join(",")
@@ -29,14 +29,33 @@ fn last_event(events: &[SseEvent]) -> &str {
 
 #[tokio::test]
 async fn six_streams_spread_two_per_simulator_and_all_succeed() {
-    let sims = sims(3, &["--slots", "2", "--ttft-ms", "300", "--tokens-per-sec", "20", "--answer-tokens", "20"]).await;
-    let origin = origin(&[("OLLAMA_URLS", urls(&sims)), ("LIBRIASSIST_BACKEND_SLOTS", "2".into())]).await;
+    let sims = sims(
+        3,
+        &[
+            "--slots",
+            "2",
+            "--ttft-ms",
+            "300",
+            "--tokens-per-sec",
+            "20",
+            "--answer-tokens",
+            "20",
+        ],
+    )
+    .await;
+    let origin = origin(&[
+        ("OLLAMA_URLS", urls(&sims)),
+        ("LIBRIASSIST_BACKEND_SLOTS", "2".into()),
+    ])
+    .await;
     let client = reqwest::Client::new();
 
     let asks = (0..6).map(|i| {
         let client = client.clone();
         let url = origin.url();
-        async move { read_sse(ask_stream(&client, &url, &format!("Question numéro {i} ?")).await).await }
+        async move {
+            read_sse(ask_stream(&client, &url, &format!("Question numéro {i} ?")).await).await
+        }
     });
     for events in join_all(asks).await {
         assert_eq!(events.first().map(|e| e.event.as_str()), Some("meta"));
@@ -45,14 +64,30 @@ async fn six_streams_spread_two_per_simulator_and_all_succeed() {
     }
     for sim in &sims {
         let s = stats(&client, sim).await;
-        assert_eq!(s["generations_started"], 2, "each simulator takes exactly two: {s}");
+        assert_eq!(
+            s["generations_started"], 2,
+            "each simulator takes exactly two: {s}"
+        );
         assert_eq!(s["max_in_flight_seen"], 2, "{s}");
     }
 }
 
 #[tokio::test]
 async fn full_queue_answers_503_with_retry_after_and_a_json_error() {
-    let sims = sims(1, &["--slots", "1", "--ttft-ms", "100", "--tokens-per-sec", "10", "--answer-tokens", "20"]).await;
+    let sims = sims(
+        1,
+        &[
+            "--slots",
+            "1",
+            "--ttft-ms",
+            "100",
+            "--tokens-per-sec",
+            "10",
+            "--answer-tokens",
+            "20",
+        ],
+    )
+    .await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
         ("LIBRIASSIST_BACKEND_SLOTS", "1".into()),
@@ -65,10 +100,21 @@ async fn full_queue_answers_503_with_retry_after_and_a_json_error() {
     let waiting = {
         let client = client.clone();
         let url = origin.url();
-        tokio::spawn(async move { ask_stream(&client, &url, "Deuxième question ?").await.status() })
+        tokio::spawn(async move {
+            ask_stream(&client, &url, "Deuxième question ?")
+                .await
+                .status()
+        })
     };
     eventually(Duration::from_secs(5), || async {
-        let m = client.get(format!("{}/metrics", origin.url())).send().await.unwrap().text().await.unwrap();
+        let m = client
+            .get(format!("{}/metrics", origin.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         m.lines().any(|l| l == "libriassist_queue_depth 1")
     })
     .await;
@@ -78,12 +124,29 @@ async fn full_queue_answers_503_with_retry_after_and_a_json_error() {
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "overloaded");
     assert_eq!(last_event(&read_sse(running).await), "done");
-    assert_eq!(waiting.await.unwrap(), 200, "the queued request is served when the slot frees");
+    assert_eq!(
+        waiting.await.unwrap(),
+        200,
+        "the queued request is served when the slot frees"
+    );
 }
 
 #[tokio::test]
 async fn queue_timeout_answers_503() {
-    let sims = sims(1, &["--slots", "1", "--ttft-ms", "100", "--tokens-per-sec", "5", "--answer-tokens", "20"]).await;
+    let sims = sims(
+        1,
+        &[
+            "--slots",
+            "1",
+            "--ttft-ms",
+            "100",
+            "--tokens-per-sec",
+            "5",
+            "--answer-tokens",
+            "20",
+        ],
+    )
+    .await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
         ("LIBRIASSIST_BACKEND_SLOTS", "1".into()),
@@ -101,18 +164,33 @@ async fn queue_timeout_answers_503() {
 #[tokio::test]
 async fn a_failing_backend_is_retried_elsewhere_and_ejected() {
     let bad = sim(free_port(), &["--fail-rate", "1.0"]).await;
-    let good = sim(free_port(), &["--ttft-ms", "20", "--tokens-per-sec", "200", "--answer-tokens", "5"]).await;
+    let good = sim(
+        free_port(),
+        &[
+            "--ttft-ms",
+            "20",
+            "--tokens-per-sec",
+            "200",
+            "--answer-tokens",
+            "5",
+        ],
+    )
+    .await;
     let origin = origin(&[("OLLAMA_URLS", format!("{},{}", bad.url(), good.url()))]).await;
     let client = reqwest::Client::new();
     for i in 0..8 {
-        let events = read_sse(ask_stream(&client, &origin.url(), &format!("Question {i} ?")).await).await;
+        let events =
+            read_sse(ask_stream(&client, &origin.url(), &format!("Question {i} ?")).await).await;
         assert_eq!(last_event(&events), "done", "request {i}: {events:?}");
     }
     let backends = json(&client, &format!("{}/api/v1/backends", origin.url())).await;
     let bad_state = &backends["backends"][0];
     assert_eq!(bad_state["healthy"], false, "{backends}");
     assert!(bad_state["failures"].as_u64().unwrap() >= 1);
-    assert!(stats(&client, &bad).await["requests"].as_u64().unwrap() < 8, "the circuit opened");
+    assert!(
+        stats(&client, &bad).await["requests"].as_u64().unwrap() < 8,
+        "the circuit opened"
+    );
 }
 
 #[tokio::test]
@@ -126,14 +204,30 @@ async fn a_stream_that_fails_midway_ends_with_an_error_event() {
     assert_eq!(last_event(&events), "error", "{events:?}");
     assert_eq!(events.last().unwrap().data["code"], "backend_failed");
     // The JSON endpoint cannot send half an answer: it answers 502.
-    let r = client.post(format!("{}/api/v1/chat", origin.url())).json(&serde_json::json!({"question": "Q ?"})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/chat", origin.url()))
+        .json(&serde_json::json!({"question": "Q ?"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
 }
 
 #[tokio::test]
 async fn a_hanging_backend_times_out_before_the_first_token_and_the_request_is_retried() {
     let hung = sim(free_port(), &["--hang"]).await;
-    let good = sim(free_port(), &["--ttft-ms", "20", "--tokens-per-sec", "200", "--answer-tokens", "5"]).await;
+    let good = sim(
+        free_port(),
+        &[
+            "--ttft-ms",
+            "20",
+            "--tokens-per-sec",
+            "200",
+            "--answer-tokens",
+            "5",
+        ],
+    )
+    .await;
     let origin = origin(&[
         ("OLLAMA_URLS", format!("{},{}", hung.url(), good.url())),
         ("LIBRIASSIST_FIRST_TOKEN_TIMEOUT_MS", "500".into()),
@@ -152,25 +246,58 @@ async fn a_hanging_backend_times_out_before_the_first_token_and_the_request_is_r
 
 #[tokio::test]
 async fn a_client_disconnect_cancels_the_generation_and_frees_the_slot() {
-    let sims = sims(1, &["--slots", "1", "--ttft-ms", "50", "--tokens-per-sec", "5", "--answer-tokens", "100"]).await;
-    let origin = origin(&[("OLLAMA_URLS", urls(&sims)), ("LIBRIASSIST_BACKEND_SLOTS", "1".into())]).await;
+    let sims = sims(
+        1,
+        &[
+            "--slots",
+            "1",
+            "--ttft-ms",
+            "50",
+            "--tokens-per-sec",
+            "5",
+            "--answer-tokens",
+            "100",
+        ],
+    )
+    .await;
+    let origin = origin(&[
+        ("OLLAMA_URLS", urls(&sims)),
+        ("LIBRIASSIST_BACKEND_SLOTS", "1".into()),
+    ])
+    .await;
     let client = reqwest::Client::new();
     let response = ask_stream(&client, &origin.url(), "Une longue réponse ?").await;
     let mut body = response.bytes_stream();
     let _ = body.next().await; // meta and the first token are on their way: the slot is taken
     drop(body);
-    eventually(Duration::from_secs(5), || async { stats(&client, &sims[0]).await["in_flight"] == 0 }).await;
+    eventually(Duration::from_secs(5), || async {
+        stats(&client, &sims[0]).await["in_flight"] == 0
+    })
+    .await;
     // The only slot is free again: a new question gets its first token at once instead of
     // queueing behind a 20 s answer nobody reads.
     let started = std::time::Instant::now();
     let next = ask_stream(&client, &origin.url(), "Courte ?").await;
     assert_eq!(next.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(10), "waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_killed_simulator_loses_no_waiting_request_and_is_readmitted_after_restart() {
-    let flags = ["--slots", "2", "--ttft-ms", "100", "--tokens-per-sec", "40", "--answer-tokens", "20"];
+    let flags = [
+        "--slots",
+        "2",
+        "--ttft-ms",
+        "100",
+        "--tokens-per-sec",
+        "40",
+        "--answer-tokens",
+        "20",
+    ];
     let mut sims = sims(3, &flags).await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
@@ -184,7 +311,9 @@ async fn a_killed_simulator_loses_no_waiting_request_and_is_readmitted_after_res
         .map(|i| {
             let client = client.clone();
             let url = origin.url();
-            tokio::spawn(async move { read_sse(ask_stream(&client, &url, &format!("Question {i} ?")).await).await })
+            tokio::spawn(async move {
+                read_sse(ask_stream(&client, &url, &format!("Question {i} ?")).await).await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -198,11 +327,17 @@ async fn a_killed_simulator_loses_no_waiting_request_and_is_readmitted_after_res
             "done" => done += 1,
             // Only a stream that was already running on the killed simulator may fail, and it
             // must say so with an error event after its tokens.
-            "error" => assert!(events.iter().any(|e| e.event == "token"), "a request failed before streaming: {events:?}"),
+            "error" => assert!(
+                events.iter().any(|e| e.event == "token"),
+                "a request failed before streaming: {events:?}"
+            ),
             other => panic!("unexpected end {other:?}: {events:?}"),
         }
     }
-    assert!(done >= 22, "at most the two running streams fail, {done} of 24 done");
+    assert!(
+        done >= 22,
+        "at most the two running streams fail, {done} of 24 done"
+    );
 
     let backends_url = format!("{}/api/v1/backends", origin.url());
     let unhealthy = eventually(Duration::from_secs(5), || async {

@@ -33,7 +33,9 @@ pub const CACHE_CORPUS: &str = "/admin/v1/cache/corpus/{version}";
 pub const BACKENDS_RELOAD: &str = "/admin/v1/backends/reload";
 
 pub fn routes(caches: Option<Arc<Caches>>, admin_token: Option<String>) -> Router {
-    let (Some(caches), Some(token)) = (caches, admin_token.filter(|t| !t.is_empty())) else { return Router::new() };
+    let (Some(caches), Some(token)) = (caches, admin_token.filter(|t| !t.is_empty())) else {
+        return Router::new();
+    };
     let token: Arc<str> = Arc::from(token);
     Router::new()
         .route(CACHE_STATS, get(stats))
@@ -49,14 +51,17 @@ pub fn routes(caches: Option<Arc<Caches>>, admin_token: Option<String>) -> Route
 
 /// The backends reload; like the cache routes, absent without an admin token.
 pub fn backends_routes(reload: Arc<BackendsReload>, admin_token: Option<String>) -> Router {
-    let Some(token) = admin_token.filter(|t| !t.is_empty()) else { return Router::new() };
+    let Some(token) = admin_token.filter(|t| !t.is_empty()) else {
+        return Router::new();
+    };
     let token: Arc<str> = Arc::from(token);
-    Router::new().route(BACKENDS_RELOAD, post(reload_backends)).with_state(reload).layer(middleware::from_fn(
-        move |request: Request, next: Next| {
+    Router::new()
+        .route(BACKENDS_RELOAD, post(reload_backends))
+        .with_state(reload)
+        .layer(middleware::from_fn(move |request: Request, next: Next| {
             let token = Arc::clone(&token);
             async move { authorize(&token, request, next).await }
-        },
-    ))
+        }))
 }
 
 async fn reload_backends(State(reload): State<Arc<BackendsReload>>) -> Response {
@@ -65,8 +70,16 @@ async fn reload_backends(State(reload): State<Arc<BackendsReload>>) -> Response 
         Err(e) => {
             tracing::error!(error = %e, "configuration not reloaded; the running one stays");
             // The caller is the authenticated operator: the file's problem is worth showing.
-            let body = ErrorBody::from(ErrorDetail::new(ErrorCode::Internal, format!("configuration not reloaded, nothing changed: {e}")));
-            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "application/json")], body.to_json()).into_response()
+            let body = ErrorBody::from(ErrorDetail::new(
+                ErrorCode::Internal,
+                format!("configuration not reloaded, nothing changed: {e}"),
+            ));
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_json(),
+            )
+                .into_response()
         }
     }
 }
@@ -102,9 +115,16 @@ async fn purge_all(State(caches): State<Arc<Caches>>) -> Response {
     purge(&caches, Purge::All).await
 }
 
-async fn purge_key(State(caches): State<Arc<Caches>>, Path(key): Path<String>) -> Result<Response, AppError> {
-    let key = CacheKey::parse(&key)
-        .ok_or_else(|| AppError::Client(ErrorDetail::new(ErrorCode::InvalidRequest, "a cache key is 64 lowercase hex digits")))?;
+async fn purge_key(
+    State(caches): State<Arc<Caches>>,
+    Path(key): Path<String>,
+) -> Result<Response, AppError> {
+    let key = CacheKey::parse(&key).ok_or_else(|| {
+        AppError::Client(ErrorDetail::new(
+            ErrorCode::InvalidRequest,
+            "a cache key is 64 lowercase hex digits",
+        ))
+    })?;
     Ok(purge(&caches, Purge::Key(key)).await)
 }
 
@@ -117,8 +137,16 @@ async fn purge(caches: &Caches, what: Purge) -> Response {
         Ok(deleted) => Json(json!({"purged": deleted})).into_response(),
         Err(e) => {
             tracing::warn!(?what, error = ?e, "purge failed: Redis unavailable");
-            let body = ErrorBody::from(ErrorDetail::new(ErrorCode::Internal, "the cache store did not answer; nothing was purged, please retry"));
-            (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], body.to_json()).into_response()
+            let body = ErrorBody::from(ErrorDetail::new(
+                ErrorCode::Internal,
+                "the cache store did not answer; nothing was purged, please retry",
+            ));
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_json(),
+            )
+                .into_response()
         }
     }
 }

@@ -15,7 +15,9 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use libriassist_protocol::headers::{CACHE_KEY, REQUEST_ID, X_CACHE};
 use libriassist_protocol::sse::{self, TokenEvent};
-use libriassist_protocol::{cache_key, paths, CacheKey, ChatRequest, ChatResponse, ErrorCode, ErrorDetail, Timings};
+use libriassist_protocol::{
+    cache_key, paths, CacheKey, ChatRequest, ChatResponse, ErrorCode, ErrorDetail, Timings,
+};
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,7 +33,10 @@ pub fn routes(service: Arc<ChatService>) -> Router {
         .route(paths::CHAT, post(chat))
         .route(paths::CHAT_STREAM, post(chat_stream))
         .method_not_allowed_fallback(|| async {
-            AppError::Client(ErrorDetail::new(ErrorCode::MethodNotAllowed, "use POST with a JSON body"))
+            AppError::Client(ErrorDetail::new(
+                ErrorCode::MethodNotAllowed,
+                "use POST with a JSON body",
+            ))
         })
         .with_state(service)
 }
@@ -39,19 +44,35 @@ pub fn routes(service: Arc<ChatService>) -> Router {
 /// The request context. The edge's cache key is trusted only if it is the key of this very
 /// request: a client that forges the header must not be able to poison another question's entry.
 fn context(headers: &HeaderMap, request: &ChatRequest) -> RequestContext {
-    let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let request_id = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let key = cache_key(request);
-    if let Some(sent) = headers.get(CACHE_KEY).and_then(|v| v.to_str().ok()).and_then(CacheKey::parse) {
+    if let Some(sent) = headers
+        .get(CACHE_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(CacheKey::parse)
+    {
         if sent != key {
             tracing::warn!(request_id = %request_id, "cache key header does not match the request; ignored");
         }
     }
-    RequestContext { request_id, received: Instant::now(), cache_key: key }
+    RequestContext {
+        request_id,
+        received: Instant::now(),
+        cache_key: key,
+    }
 }
 
 /// Starts an answer, counted by the drain until the returned guard is dropped: hold it until
 /// the last byte of the answer is produced.
-async fn start(service: &ChatService, headers: &HeaderMap, request: &ChatRequest) -> Result<(Answering, Answer), AppError> {
+async fn start(
+    service: &ChatService,
+    headers: &HeaderMap,
+    request: &ChatRequest,
+) -> Result<(Answering, Answer), AppError> {
     let answering = service.drain.begin_answer().ok_or(AppError::Draining)?;
     let ctx = context(headers, request);
     // The process exits shortly after the drain deadline: a question still waiting for a slot
@@ -63,10 +84,17 @@ async fn start(service: &ChatService, headers: &HeaderMap, request: &ChatRequest
 }
 
 fn x_cache(answer: &Answer) -> [(&'static str, HeaderValue); 1] {
-    [(X_CACHE, HeaderValue::from_static(answer.meta.cache.as_str()))]
+    [(
+        X_CACHE,
+        HeaderValue::from_static(answer.meta.cache.as_str()),
+    )]
 }
 
-async fn chat(State(service): State<Arc<ChatService>>, headers: HeaderMap, ValidChat(request): ValidChat) -> Result<Response, AppError> {
+async fn chat(
+    State(service): State<Arc<ChatService>>,
+    headers: HeaderMap,
+    ValidChat(request): ValidChat,
+) -> Result<Response, AppError> {
     let (_answering, answer) = start(&service, &headers, &request).await?;
     let cache_header = x_cache(&answer);
     let mut text = String::new();
@@ -92,7 +120,14 @@ async fn chat(State(service): State<Arc<ChatService>>, headers: HeaderMap, Valid
     }
     let meta = answer.meta;
     metrics::answer(meta.mode.as_str(), meta.cache.as_str());
-    let body = ChatResponse { answer: text, sources: meta.sources, cache: meta.cache, model: meta.model, mode: meta.mode, timings };
+    let body = ChatResponse {
+        answer: text,
+        sources: meta.sources,
+        cache: meta.cache,
+        model: meta.model,
+        mode: meta.mode,
+        timings,
+    };
     Ok((cache_header, Json(body)).into_response())
 }
 
@@ -143,5 +178,10 @@ async fn chat_stream(
     };
     // Proxies that honour it (nginx) must not buffer the stream either.
     let no_buffering = [("x-accel-buffering", HeaderValue::from_static("no"))];
-    Ok((cache_header, no_buffering, Sse::new(stream).keep_alive(KeepAlive::default())).into_response())
+    Ok((
+        cache_header,
+        no_buffering,
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    )
+        .into_response())
 }

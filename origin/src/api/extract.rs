@@ -15,14 +15,27 @@ impl<S: Send + Sync> FromRequest<S> for ValidChat {
     type Rejection = AppError;
 
     async fn from_request(req: Request<Body>, _state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !is_json_content_type(content_type) {
-            return Err(ErrorDetail::new(ErrorCode::UnsupportedMediaType, "content-type must be application/json").into());
+            return Err(ErrorDetail::new(
+                ErrorCode::UnsupportedMediaType,
+                "content-type must be application/json",
+            )
+            .into());
         }
         // Read one byte past the limit so an oversized body is told apart from a body at the limit.
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES + 1).await.map_err(|_| {
-            ErrorDetail::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {MAX_BODY_BYTES} bytes"))
-        })?;
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES + 1)
+            .await
+            .map_err(|_| {
+                ErrorDetail::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
         Ok(ValidChat(parse_chat_request(&bytes)?))
     }
 }

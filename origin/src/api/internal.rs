@@ -20,10 +20,18 @@ use libriassist_protocol::{paths, CacheKey, CacheLayer};
 use std::sync::Arc;
 
 pub fn routes(caches: Option<Arc<Caches>>) -> Router {
-    Router::new().route(&format!("{}{{key}}", paths::CACHE_LOOKUP_PREFIX), get(lookup)).with_state(caches)
+    Router::new()
+        .route(
+            &format!("{}{{key}}", paths::CACHE_LOOKUP_PREFIX),
+            get(lookup),
+        )
+        .with_state(caches)
 }
 
-async fn lookup(State(caches): State<Option<Arc<Caches>>>, Path(key): Path<String>) -> Result<Response, AppError> {
+async fn lookup(
+    State(caches): State<Option<Arc<Caches>>>,
+    Path(key): Path<String>,
+) -> Result<Response, AppError> {
     let (Some(caches), Some(key)) = (caches, CacheKey::parse(&key)) else {
         return Err(AppError::not_found("cache entry"));
     };

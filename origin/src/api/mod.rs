@@ -29,7 +29,12 @@ pub struct CacheApi {
     pub admin_token: Option<String>,
 }
 
-pub fn router(chat: Arc<ChatService>, ops: Arc<Ops>, cache: CacheApi, reload: Arc<crate::server::BackendsReload>) -> Router {
+pub fn router(
+    chat: Arc<ChatService>,
+    ops: Arc<Ops>,
+    cache: CacheApi,
+    reload: Arc<crate::server::BackendsReload>,
+) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     Router::new()
         .merge(chat::routes(chat))
@@ -53,13 +58,21 @@ pub fn router(chat: Arc<ChatService>, ops: Arc<Ops>, cache: CacheApi, reload: Ar
 /// Counts requests by route template (not raw path: cache keys in paths would explode label
 /// cardinality) and status.
 async fn record_metrics(request: Request, next: Next) -> Response {
-    let route = match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
+    let route = match request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+    {
         Some(path) => route_label(path),
         None => "unmatched",
     };
     let started = Instant::now();
     let response = next.run(request).await;
-    metrics::http_request(route, response.status().as_u16(), started.elapsed().as_secs_f64());
+    metrics::http_request(
+        route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 
@@ -85,6 +98,9 @@ mod tests {
 
     #[test]
     fn answer_routes_are_labelled_as_the_metrics_expect() {
-        assert_eq!([route_label(paths::CHAT), route_label(paths::CHAT_STREAM)], metrics::ANSWER_ROUTES);
+        assert_eq!(
+            [route_label(paths::CHAT), route_label(paths::CHAT_STREAM)],
+            metrics::ANSWER_ROUTES
+        );
     }
 }

@@ -43,7 +43,11 @@ pub enum Decision {
 
 impl Queue {
     pub fn new(max: usize) -> Self {
-        Queue { waiters: VecDeque::new(), max, next_id: 0 }
+        Queue {
+            waiters: VecDeque::new(),
+            max,
+            next_id: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -64,7 +68,11 @@ impl Queue {
         }
         let (tx, rx) = oneshot::channel();
         self.next_id += 1;
-        self.waiters.push_back(Waiter { id: self.next_id, exclude, tx });
+        self.waiters.push_back(Waiter {
+            id: self.next_id,
+            exclude,
+            tx,
+        });
         Ok((self.next_id, rx))
     }
 
@@ -134,7 +142,13 @@ mod tests {
         let mut q = Queue::new(4);
         let (_, mut picky) = q.push(vec![0]).unwrap();
         let (_, mut other) = q.push(vec![]).unwrap();
-        let _ = q.dispatch(|ex| if ex.contains(&0) { Decision::Wait } else { Decision::Grant(0) });
+        let _ = q.dispatch(|ex| {
+            if ex.contains(&0) {
+                Decision::Wait
+            } else {
+                Decision::Grant(0)
+            }
+        });
         assert!(picky.try_recv().is_err());
         assert_eq!(other.try_recv().unwrap(), Ok(0));
     }

@@ -36,7 +36,10 @@ pub struct Breaker {
 
 impl Breaker {
     pub fn new(settings: Settings) -> Self {
-        Breaker { state: State::Closed { failures: 0 }, settings }
+        Breaker {
+            state: State::Closed { failures: 0 },
+            settings,
+        }
     }
 
     pub fn state(&self) -> State {
@@ -87,8 +90,13 @@ impl Breaker {
     /// Result of an active health check.
     pub fn on_check(&mut self, now: Instant, healthy: bool) {
         self.state = match (self.state, healthy) {
-            (State::Open { until, backoff }, true) if now >= until => State::HalfOpen { successes: 0, backoff },
-            (State::Open { until, backoff }, false) if now >= until => self.open(now, self.double(backoff)),
+            (State::Open { until, backoff }, true) if now >= until => State::HalfOpen {
+                successes: 0,
+                backoff,
+            },
+            (State::Open { until, backoff }, false) if now >= until => {
+                self.open(now, self.double(backoff))
+            }
             (open @ State::Open { .. }, _) => open,
             (State::Closed { .. }, false) => self.open(now, self.settings.base_backoff),
             (State::HalfOpen { backoff, .. }, false) => self.open(now, self.double(backoff)),
@@ -97,7 +105,10 @@ impl Breaker {
     }
 
     fn open(&self, now: Instant, backoff: Duration) -> State {
-        State::Open { until: now + backoff, backoff }
+        State::Open {
+            until: now + backoff,
+            backoff,
+        }
     }
 
     fn double(&self, backoff: Duration) -> Duration {
@@ -117,8 +128,11 @@ impl Breaker {
 mod tests {
     use super::*;
 
-    const S: Settings =
-        Settings { threshold: 3, base_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(4) };
+    const S: Settings = Settings {
+        threshold: 3,
+        base_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(4),
+    };
 
     #[test]
     fn opens_at_threshold_and_resets_on_success() {
@@ -158,16 +172,24 @@ mod tests {
         b.on_check(t0, false);
         let mut t = t0;
         for expected in [2, 4, 4] {
-            let State::Open { until, .. } = b.state() else { panic!("open expected") };
+            let State::Open { until, .. } = b.state() else {
+                panic!("open expected")
+            };
             t = until;
             b.on_check(t, false);
-            let State::Open { backoff, .. } = b.state() else { panic!("open expected") };
+            let State::Open { backoff, .. } = b.state() else {
+                panic!("open expected")
+            };
             assert_eq!(backoff, Duration::from_secs(expected));
         }
-        let State::Open { until, .. } = b.state() else { panic!("open expected") };
+        let State::Open { until, .. } = b.state() else {
+            panic!("open expected")
+        };
         b.on_check(until, true);
         b.on_failure(until, false);
-        assert!(matches!(b.state(), State::Open { backoff, .. } if backoff == Duration::from_secs(4)));
+        assert!(
+            matches!(b.state(), State::Open { backoff, .. } if backoff == Duration::from_secs(4))
+        );
         let _ = t;
     }
 }

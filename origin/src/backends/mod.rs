@@ -82,7 +82,11 @@ pub enum BackendError {
     #[error("cannot connect to {url}: {message}")]
     Connect { url: String, message: String },
     #[error("{url} answered HTTP {status}: {message}")]
-    Status { url: String, status: u16, message: String },
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
     /// The connection broke after the response had started.
     #[error("{url} interrupted the response: {message}")]
     Interrupted { url: String, message: String },
@@ -100,7 +104,9 @@ impl BackendError {
     /// context (HTTP 400), which another backend would refuse too.
     pub fn is_backend_fault(&self) -> bool {
         match self {
-            BackendError::Status { status, .. } => *status >= 500 || *status == 404 || *status == 429,
+            BackendError::Status { status, .. } => {
+                *status >= 500 || *status == 404 || *status == 429
+            }
             _ => true,
         }
     }
@@ -113,7 +119,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Starts a streamed generation. Resolves once the server accepted the request (response
     /// headers received); tokens then come from the stream. Dropping the stream closes the
     /// connection, which makes Ollama and llama-server cancel the generation.
-    fn generate(&self, request: GenerationRequest) -> BoxFuture<'_, Result<TokenStream, BackendError>>;
+    fn generate(
+        &self,
+        request: GenerationRequest,
+    ) -> BoxFuture<'_, Result<TokenStream, BackendError>>;
     /// Whether the server is up and lists `model` (GET /api/tags or /v1/models).
     fn check_model<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
 }
@@ -130,7 +139,10 @@ pub fn http_client() -> reqwest::Client {
 }
 
 fn connect_error(url: &str, e: &reqwest::Error) -> BackendError {
-    BackendError::Connect { url: url.to_owned(), message: e.to_string() }
+    BackendError::Connect {
+        url: url.to_owned(),
+        message: e.to_string(),
+    }
 }
 
 /// Reads an error response's body (bounded) for the error message.
@@ -138,5 +150,9 @@ async fn status_error(url: &str, response: reqwest::Response) -> BackendError {
     let status = response.status().as_u16();
     let body = response.text().await.unwrap_or_default();
     let message: String = body.chars().take(300).collect();
-    BackendError::Status { url: url.to_owned(), status, message }
+    BackendError::Status {
+        url: url.to_owned(),
+        status,
+        message,
+    }
 }

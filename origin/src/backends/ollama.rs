@@ -2,8 +2,8 @@
 
 use super::stream::lines;
 use super::{
-    connect_error, status_error, Backend, BackendError, BackendEvent, BackendKind, Completion, GenerationRequest,
-    TokenStream,
+    connect_error, status_error, Backend, BackendError, BackendEvent, BackendKind, Completion,
+    GenerationRequest, TokenStream,
 };
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -17,7 +17,10 @@ pub struct OllamaBackend {
 
 impl OllamaBackend {
     pub fn new(base: &str, client: reqwest::Client) -> Self {
-        OllamaBackend { base: base.trim_end_matches('/').to_owned(), client }
+        OllamaBackend {
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+        }
     }
 }
 
@@ -56,7 +59,13 @@ struct TagModel {
 
 /// Ollama lists `mistral:latest` for a pull of `mistral`: compare with the implicit tag.
 fn same_model(listed: &str, wanted: &str) -> bool {
-    let full = |m: &str| if m.contains(':') { m.to_owned() } else { format!("{m}:latest") };
+    let full = |m: &str| {
+        if m.contains(':') {
+            m.to_owned()
+        } else {
+            format!("{m}:latest")
+        }
+    };
     full(listed) == full(wanted)
 }
 
@@ -66,10 +75,19 @@ fn parse_line(url: &str, line: &str) -> Option<Result<BackendEvent, BackendError
     }
     let parsed: ChatLine = match serde_json::from_str(line) {
         Ok(p) => p,
-        Err(e) => return Some(Err(BackendError::Protocol { url: url.to_owned(), message: format!("bad NDJSON line: {e}") })),
+        Err(e) => {
+            return Some(Err(BackendError::Protocol {
+                url: url.to_owned(),
+                message: format!("bad NDJSON line: {e}"),
+            }))
+        }
     };
     if let Some(error) = parsed.error {
-        return Some(Err(BackendError::Status { url: url.to_owned(), status: 500, message: error }));
+        return Some(Err(BackendError::Status {
+            url: url.to_owned(),
+            status: 500,
+            message: error,
+        }));
     }
     if parsed.done {
         return Some(Ok(BackendEvent::Done(Completion {
@@ -91,7 +109,10 @@ impl Backend for OllamaBackend {
         &self.base
     }
 
-    fn generate(&self, request: GenerationRequest) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
+    fn generate(
+        &self,
+        request: GenerationRequest,
+    ) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
         Box::pin(async move {
             let body = json!({
                 "model": request.model,
@@ -141,14 +162,17 @@ impl Backend for OllamaBackend {
             if !response.status().is_success() {
                 return Err(status_error(&self.base, response).await);
             }
-            let tags: Tags = response
-                .json()
-                .await
-                .map_err(|e| BackendError::Protocol { url: self.base.clone(), message: e.to_string() })?;
+            let tags: Tags = response.json().await.map_err(|e| BackendError::Protocol {
+                url: self.base.clone(),
+                message: e.to_string(),
+            })?;
             if tags.models.iter().any(|m| same_model(&m.name, model)) {
                 Ok(())
             } else {
-                Err(BackendError::ModelMissing { url: self.base.clone(), model: model.to_owned() })
+                Err(BackendError::ModelMissing {
+                    url: self.base.clone(),
+                    model: model.to_owned(),
+                })
             }
         })
     }
@@ -161,13 +185,22 @@ mod tests {
     #[test]
     fn lines_from_ollama_docs() {
         let token = r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":"The"},"done":false}"#;
-        assert_eq!(parse_line("u", token).unwrap().unwrap(), BackendEvent::Token("The".into()));
+        assert_eq!(
+            parse_line("u", token).unwrap().unwrap(),
+            BackendEvent::Token("The".into())
+        );
         let done = r#"{"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":26,"prompt_eval_duration":342546000,"eval_count":282,"eval_duration":4535599000}"#;
         assert_eq!(
             parse_line("u", done).unwrap().unwrap(),
-            BackendEvent::Done(Completion { prompt_tokens: Some(26), completion_tokens: Some(282), finish_reason: Some("stop".into()) })
+            BackendEvent::Done(Completion {
+                prompt_tokens: Some(26),
+                completion_tokens: Some(282),
+                finish_reason: Some("stop".into())
+            })
         );
-        assert!(parse_line("u", r#"{"error":"model 'x' not found"}"#).unwrap().is_err());
+        assert!(parse_line("u", r#"{"error":"model 'x' not found"}"#)
+            .unwrap()
+            .is_err());
         assert!(parse_line("u", "not json").unwrap().is_err());
         assert!(parse_line("u", "").is_none());
     }
@@ -175,7 +208,10 @@ mod tests {
     #[test]
     fn model_names_with_implicit_tag() {
         assert!(same_model("mistral:latest", "mistral"));
-        assert!(same_model("mistral:7b-instruct-q4_0", "mistral:7b-instruct-q4_0"));
+        assert!(same_model(
+            "mistral:7b-instruct-q4_0",
+            "mistral:7b-instruct-q4_0"
+        ));
         assert!(!same_model("mistral:7b", "mistral"));
     }
 }

@@ -3,8 +3,8 @@
 
 use super::stream::lines;
 use super::{
-    connect_error, status_error, Backend, BackendError, BackendEvent, BackendKind, Completion, GenerationRequest,
-    TokenStream,
+    connect_error, status_error, Backend, BackendError, BackendEvent, BackendKind, Completion,
+    GenerationRequest, TokenStream,
 };
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -21,7 +21,10 @@ impl OpenAiBackend {
     pub fn new(base: &str, client: reqwest::Client) -> Self {
         let base = base.trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base);
-        OpenAiBackend { base: base.to_owned(), client }
+        OpenAiBackend {
+            base: base.to_owned(),
+            client,
+        }
     }
 }
 
@@ -78,7 +81,12 @@ impl Decoder {
         }
         let chunk: Chunk = match serde_json::from_str(data) {
             Ok(c) => c,
-            Err(e) => return Some(Err(BackendError::Protocol { url: url.to_owned(), message: format!("bad SSE data: {e}") })),
+            Err(e) => {
+                return Some(Err(BackendError::Protocol {
+                    url: url.to_owned(),
+                    message: format!("bad SSE data: {e}"),
+                }))
+            }
         };
         if let Some(usage) = chunk.usage {
             self.completion.prompt_tokens = usage.prompt_tokens;
@@ -102,7 +110,10 @@ impl Backend for OpenAiBackend {
         &self.base
     }
 
-    fn generate(&self, request: GenerationRequest) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
+    fn generate(
+        &self,
+        request: GenerationRequest,
+    ) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
         Box::pin(async move {
             // max_tokens is always sent: llama-server generates without bound otherwise.
             let body = json!({
@@ -151,14 +162,17 @@ impl Backend for OpenAiBackend {
             if !response.status().is_success() {
                 return Err(status_error(&self.base, response).await);
             }
-            let models: Models = response
-                .json()
-                .await
-                .map_err(|e| BackendError::Protocol { url: self.base.clone(), message: e.to_string() })?;
+            let models: Models = response.json().await.map_err(|e| BackendError::Protocol {
+                url: self.base.clone(),
+                message: e.to_string(),
+            })?;
             if models.data.iter().any(|m| m.id == model) {
                 Ok(())
             } else {
-                Err(BackendError::ModelMissing { url: self.base.clone(), model: model.to_owned() })
+                Err(BackendError::ModelMissing {
+                    url: self.base.clone(),
+                    model: model.to_owned(),
+                })
             }
         })
     }
@@ -180,12 +194,20 @@ mod tests {
             ": keep-alive",
             "data: [DONE]",
         ];
-        let events: Vec<_> = stream.iter().filter_map(|l| d.line("u", l)).map(|e| e.unwrap()).collect();
+        let events: Vec<_> = stream
+            .iter()
+            .filter_map(|l| d.line("u", l))
+            .map(|e| e.unwrap())
+            .collect();
         assert_eq!(
             events,
             [
                 BackendEvent::Token("Bon".into()),
-                BackendEvent::Done(Completion { prompt_tokens: Some(12), completion_tokens: Some(5), finish_reason: Some("length".into()) })
+                BackendEvent::Done(Completion {
+                    prompt_tokens: Some(12),
+                    completion_tokens: Some(5),
+                    finish_reason: Some("length".into())
+                })
             ]
         );
         assert!(d.line("u", "data: {oops").unwrap().is_err());
@@ -194,7 +216,13 @@ mod tests {
     #[test]
     fn base_url_with_or_without_v1() {
         let c = reqwest::Client::new();
-        assert_eq!(OpenAiBackend::new("http://h:8080/v1/", c.clone()).url(), "http://h:8080");
-        assert_eq!(OpenAiBackend::new("http://h:8080", c).url(), "http://h:8080");
+        assert_eq!(
+            OpenAiBackend::new("http://h:8080/v1/", c.clone()).url(),
+            "http://h:8080"
+        );
+        assert_eq!(
+            OpenAiBackend::new("http://h:8080", c).url(),
+            "http://h:8080"
+        );
     }
 }

@@ -16,7 +16,9 @@
 use super::admission::{Decision, Queue, Refusal};
 use super::breaker::{self, Breaker};
 use super::selection::{least_loaded, Candidate};
-use super::{Backend, BackendError, BackendEvent, BackendKind, Completion, GenerationRequest, TokenStream};
+use super::{
+    Backend, BackendError, BackendEvent, BackendKind, Completion, GenerationRequest, TokenStream,
+};
 use crate::metrics;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -147,8 +149,13 @@ impl Pool {
     /// A pool over `backends`, each with `slots` parallel slots. Backends start unchecked and
     /// take no traffic until their first health check passes (see `health::check_all`).
     pub fn new(backends: Vec<Arc<dyn Backend>>, slots: usize, settings: PoolSettings) -> Pool {
-        let members: Vec<Member> =
-            backends.into_iter().map(|backend| Member { backend, capacity: slots }).collect();
+        let members: Vec<Member> = backends
+            .into_iter()
+            .map(|backend| Member {
+                backend,
+                capacity: slots,
+            })
+            .collect();
         for m in &members {
             metrics::backend_added(m.backend.url());
         }
@@ -158,7 +165,12 @@ impl Pool {
             queue: Queue::new(settings.queue_max),
             picks: 0,
         };
-        let pool = Pool { inner: Arc::new(Inner { state: Mutex::new(state), settings }) };
+        let pool = Pool {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                settings,
+            }),
+        };
         pool.publish(&pool.lock());
         pool
     }
@@ -201,13 +213,20 @@ impl Pool {
                     wanted.push(true);
                     metrics::backend_added(&url);
                     let slot = Slot::new(&self.inner.settings);
-                    state.members.push(Member { backend, capacity: slots });
+                    state.members.push(Member {
+                        backend,
+                        capacity: slots,
+                    });
                     state.slots.push(slot);
                     membership.added.push(url);
                 }
             }
         }
-        let State { members, slots: states, .. } = &mut *state;
+        let State {
+            members,
+            slots: states,
+            ..
+        } = &mut *state;
         for ((member, slot), keep) in members.iter_mut().zip(states.iter_mut()).zip(wanted) {
             member.capacity = slots;
             if !keep && !slot.retired {
@@ -233,7 +252,13 @@ impl Pool {
     /// Sum of the slots of healthy backends: the most generations that can run at once now.
     pub fn healthy_capacity(&self) -> usize {
         let state = self.lock();
-        state.slots.iter().zip(&state.members).filter(|(s, _)| s.healthy()).map(|(_, m)| m.capacity).sum()
+        state
+            .slots
+            .iter()
+            .zip(&state.members)
+            .filter(|(s, _)| s.healthy())
+            .map(|(_, m)| m.capacity)
+            .sum()
     }
 
     /// Configured backends, then retired ones still finishing generations.
@@ -282,7 +307,10 @@ impl Pool {
             let queue_wait = started.elapsed();
             tried.push(lease.index);
             let backend = self.backend(lease.index);
-            let attempt = tokio::time::timeout(self.inner.settings.first_token_timeout, first_event(&*backend, request.clone()));
+            let attempt = tokio::time::timeout(
+                self.inner.settings.first_token_timeout,
+                first_event(&*backend, request.clone()),
+            );
             let error = match attempt.await {
                 Ok(Ok((first, rest))) => {
                     let budget = request.options.num_predict;
@@ -319,11 +347,20 @@ impl Pool {
             // With nobody waiting, a free slot is taken at once: no queue entry, so even a
             // queue bound of 0 ("never wait") admits requests while slots are free.
             if state.queue.is_empty() {
-                let State { members, slots, picks, .. } = &mut *state;
+                let State {
+                    members,
+                    slots,
+                    picks,
+                    ..
+                } = &mut *state;
                 match decide(members, slots, picks, exclude) {
                     Decision::Grant(index) => {
                         self.publish(&state);
-                        return Ok(Lease { pool: self.clone(), index, outcome: false });
+                        return Ok(Lease {
+                            pool: self.clone(),
+                            index,
+                            outcome: false,
+                        });
                     }
                     Decision::Refuse(Refusal::NoBackend) => return Err(PoolError::NoBackend),
                     Decision::Wait => {}
@@ -337,27 +374,37 @@ impl Pool {
             self.dispatch(&mut state);
             (id, rx)
         };
-        let mut wait = Waiting { pool: self, id, rx, settled: false };
-        let grant = match tokio::time::timeout(self.inner.settings.queue_timeout, &mut wait.rx).await {
-            Ok(Ok(grant)) => grant,
-            // The sender lives in the queue until it sends; a closed channel means it was dropped
-            // unsent, which only happens when the pool itself is going away.
-            Ok(Err(_)) => Err(Refusal::NoBackend),
-            Err(_) => {
-                let mut state = self.lock();
-                if state.queue.remove(id) {
-                    wait.settled = true;
-                    self.publish(&state);
-                    metrics::queue_rejected("timeout");
-                    return Err(PoolError::QueueTimeout(self.inner.settings.queue_timeout));
-                }
-                // Granted in the instant the timer fired: take the slot.
-                wait.rx.try_recv().unwrap_or(Err(Refusal::NoBackend))
-            }
+        let mut wait = Waiting {
+            pool: self,
+            id,
+            rx,
+            settled: false,
         };
+        let grant =
+            match tokio::time::timeout(self.inner.settings.queue_timeout, &mut wait.rx).await {
+                Ok(Ok(grant)) => grant,
+                // The sender lives in the queue until it sends; a closed channel means it was dropped
+                // unsent, which only happens when the pool itself is going away.
+                Ok(Err(_)) => Err(Refusal::NoBackend),
+                Err(_) => {
+                    let mut state = self.lock();
+                    if state.queue.remove(id) {
+                        wait.settled = true;
+                        self.publish(&state);
+                        metrics::queue_rejected("timeout");
+                        return Err(PoolError::QueueTimeout(self.inner.settings.queue_timeout));
+                    }
+                    // Granted in the instant the timer fired: take the slot.
+                    wait.rx.try_recv().unwrap_or(Err(Refusal::NoBackend))
+                }
+            };
         wait.settled = true;
         match grant {
-            Ok(index) => Ok(Lease { pool: self.clone(), index, outcome: false }),
+            Ok(index) => Ok(Lease {
+                pool: self.clone(),
+                index,
+                outcome: false,
+            }),
             Err(Refusal::NoBackend) => Err(PoolError::NoBackend),
         }
     }
@@ -366,7 +413,12 @@ impl Pool {
     fn dispatch(&self, state: &mut State) {
         loop {
             let undone = {
-                let State { members, slots, queue, picks } = &mut *state;
+                let State {
+                    members,
+                    slots,
+                    queue,
+                    picks,
+                } = &mut *state;
                 queue.dispatch(|exclude| decide(members, slots, picks, exclude))
             };
             if undone.is_empty() {
@@ -406,8 +458,15 @@ impl Pool {
     /// The configured (not retired) backends with their indices, for the health checker.
     pub(crate) fn members(&self) -> Vec<(usize, Arc<dyn Backend>)> {
         let state = self.lock();
-        let active = state.members.iter().zip(&state.slots).enumerate().filter(|(_, (_, s))| !s.retired);
-        active.map(|(i, (m, _))| (i, Arc::clone(&m.backend))).collect()
+        let active = state
+            .members
+            .iter()
+            .zip(&state.slots)
+            .enumerate()
+            .filter(|(_, (_, s))| !s.retired);
+        active
+            .map(|(i, (m, _))| (i, Arc::clone(&m.backend)))
+            .collect()
     }
 
     fn backend(&self, index: usize) -> Arc<dyn Backend> {
@@ -445,7 +504,10 @@ impl Pool {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a panic while holding it; the counters are still consistent
         // (every critical section is a few assignments), so keep serving.
-        self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn publish(&self, state: &State) {
@@ -549,12 +611,18 @@ pub struct Generation {
     pub events: BoxStream<'static, Result<BackendEvent, BackendError>>,
 }
 
-async fn first_event(backend: &dyn Backend, request: GenerationRequest) -> Result<(BackendEvent, TokenStream), BackendError> {
+async fn first_event(
+    backend: &dyn Backend,
+    request: GenerationRequest,
+) -> Result<(BackendEvent, TokenStream), BackendError> {
     let mut stream = backend.generate(request).await?;
     match stream.next().await {
         Some(Ok(event)) => Ok((event, stream)),
         Some(Err(e)) => Err(e),
-        None => Err(BackendError::Protocol { url: backend.url().to_owned(), message: "empty response".into() }),
+        None => Err(BackendError::Protocol {
+            url: backend.url().to_owned(),
+            message: "empty response".into(),
+        }),
     }
 }
 
@@ -634,7 +702,10 @@ mod tests {
         fn url(&self) -> &str {
             &self.url
         }
-        fn generate(&self, _request: GenerationRequest) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
+        fn generate(
+            &self,
+            _request: GenerationRequest,
+        ) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
             let finishes = self.finishes;
             Box::pin(async move {
                 let first = futures::stream::iter([Ok(BackendEvent::Token("x".into()))]);
@@ -652,7 +723,10 @@ mod tests {
     }
 
     fn fake(url: &str, finishes: bool) -> Arc<dyn Backend> {
-        Arc::new(Fake { url: url.into(), finishes })
+        Arc::new(Fake {
+            url: url.into(),
+            finishes,
+        })
     }
 
     fn settings() -> PoolSettings {
@@ -663,13 +737,25 @@ mod tests {
             first_token_timeout: Duration::from_secs(1),
             idle_token_timeout: Duration::from_secs(60),
             max_attempts: 2,
-            breaker: breaker::Settings { threshold: 3, base_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(2) },
+            breaker: breaker::Settings {
+                threshold: 3,
+                base_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(2),
+            },
         }
     }
 
     fn request() -> GenerationRequest {
-        let options = super::super::GenerationOptions { num_predict: 10, temperature: 0.0, top_k: 1 };
-        GenerationRequest { model: "m".into(), messages: Vec::new(), options }
+        let options = super::super::GenerationOptions {
+            num_predict: 10,
+            temperature: 0.0,
+            top_k: 1,
+        };
+        GenerationRequest {
+            model: "m".into(),
+            messages: Vec::new(),
+            options,
+        }
     }
 
     fn status<'a>(pool: &'a [BackendStatus], url: &str) -> Option<&'a BackendStatus> {
@@ -677,8 +763,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reconfigure_keeps_state_checks_new_members_and_retires_removed_ones_after_their_work() {
-        let pool = Pool::new(vec![fake("http://a", false), fake("http://b", true)], 1, settings());
+    async fn reconfigure_keeps_state_checks_new_members_and_retires_removed_ones_after_their_work()
+    {
+        let pool = Pool::new(
+            vec![fake("http://a", false), fake("http://b", true)],
+            1,
+            settings(),
+        );
         crate::backends::health::check_all(&pool).await;
         // a: one endless generation; b: one finished generation.
         let running = pool.generate(request()).await.unwrap();
@@ -688,13 +779,27 @@ mod tests {
         while done.events.next().await.is_some() {}
 
         let m = pool.reconfigure(vec![fake("http://b", true), fake("http://c", true)], 1);
-        assert_eq!((m.added, m.kept, m.retired), (vec!["http://c".to_owned()], vec!["http://b".to_owned()], vec!["http://a".to_owned()]));
+        assert_eq!(
+            (m.added, m.kept, m.retired),
+            (
+                vec!["http://c".to_owned()],
+                vec!["http://b".to_owned()],
+                vec!["http://a".to_owned()]
+            )
+        );
         assert_eq!(pool.len(), 2);
         let s = pool.snapshot();
         let a = status(&s, "http://a").unwrap();
         assert!(a.retired && !a.healthy && a.in_flight == 1, "{a:?}");
-        assert_eq!(status(&s, "http://b").unwrap().served, 1, "kept backends keep their counters");
-        assert!(!status(&s, "http://c").unwrap().healthy, "new backends wait for a health check");
+        assert_eq!(
+            status(&s, "http://b").unwrap().served,
+            1,
+            "kept backends keep their counters"
+        );
+        assert!(
+            !status(&s, "http://c").unwrap().healthy,
+            "new backends wait for a health check"
+        );
         // Only b can take work until c is checked; a retired backend is never picked.
         let on_b = pool.generate(request()).await.unwrap();
         assert_eq!(on_b.backend, "http://b");
@@ -703,11 +808,24 @@ mod tests {
         assert!(status(&pool.snapshot(), "http://c").unwrap().healthy);
 
         drop(running);
-        assert!(status(&pool.snapshot(), "http://a").is_none(), "gone once its generation ended");
+        assert!(
+            status(&pool.snapshot(), "http://a").is_none(),
+            "gone once its generation ended"
+        );
 
-        let m = pool.reconfigure(vec![fake("http://a", true), fake("http://b", true), fake("http://c", true)], 2);
+        let m = pool.reconfigure(
+            vec![
+                fake("http://a", true),
+                fake("http://b", true),
+                fake("http://c", true),
+            ],
+            2,
+        );
         assert_eq!((m.added.len(), m.kept.len(), m.retired.len()), (1, 2, 0));
-        assert!(!status(&pool.snapshot(), "http://a").unwrap().healthy, "a returning backend is checked again");
+        assert!(
+            !status(&pool.snapshot(), "http://a").unwrap().healthy,
+            "a returning backend is checked again"
+        );
         assert_eq!(pool.healthy_capacity(), 4, "capacity follows the new slots");
     }
 }

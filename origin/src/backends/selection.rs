@@ -32,18 +32,29 @@ mod tests {
     use super::*;
 
     fn c(index: usize, in_flight: usize, allowed: usize, last_pick: u64) -> Candidate {
-        Candidate { index, in_flight, allowed, last_pick }
+        Candidate {
+            index,
+            in_flight,
+            allowed,
+            last_pick,
+        }
     }
 
     #[test]
     fn lowest_ratio_wins() {
-        assert_eq!(least_loaded([c(0, 2, 4, 0), c(1, 1, 4, 9), c(2, 1, 1, 0)]), Some(1));
+        assert_eq!(
+            least_loaded([c(0, 2, 4, 0), c(1, 1, 4, 9), c(2, 1, 1, 0)]),
+            Some(1)
+        );
         assert_eq!(least_loaded([c(0, 3, 8, 0), c(1, 1, 2, 0)]), Some(0));
     }
 
     #[test]
     fn ties_go_to_the_least_recently_picked() {
-        assert_eq!(least_loaded([c(0, 1, 4, 7), c(1, 1, 4, 3), c(2, 1, 4, 5)]), Some(1));
+        assert_eq!(
+            least_loaded([c(0, 1, 4, 7), c(1, 1, 4, 3), c(2, 1, 4, 5)]),
+            Some(1)
+        );
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub struct OverheadArgs {
     #[command(flatten)]
     pub common: Common,
     /// Requests per path (direct, origin, edge), interleaved.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 600)]
     pub requests: usize,
     /// Requests in flight at once on each path.
     #[arg(long, default_value_t = 1)]
@@ -197,7 +197,7 @@ pub struct AllArgs {
     #[arg(long, default_value_t = 100)]
     pub chaos_users: usize,
     /// Requests per path of the pool-overhead run.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 600)]
     pub overhead_requests: usize,
 }
 

@@ -131,6 +131,12 @@ fn draw(path: &Path, title: &str, lines: &[Line]) -> Result<(), String> {
         return Err(format!("nothing to draw in {}", path.display()));
     }
     let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max) * 1.3;
+    let x_min = all
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::INFINITY, f64::min)
+        .max(1.0)
+        / 1.25;
     let y_max = all.iter().map(|p| p.1).fold(0.0, f64::max).max(0.1) * 1.1;
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     let e =
@@ -141,7 +147,7 @@ fn draw(path: &Path, title: &str, lines: &[Line]) -> Result<(), String> {
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(64)
-        .build_cartesian_2d((0.8f64..x_max).log_scale(), 0f64..y_max)
+        .build_cartesian_2d((x_min..x_max).log_scale(), 0f64..y_max)
         .map_err(e)?;
     chart
         .configure_mesh()

@@ -30,8 +30,13 @@ pub struct PathLatency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Added {
     pub path: String,
+    /// Difference of the two paths' percentiles.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Percentiles of the per-round differences (the two requests of one round ran back to
+    /// back): a stall of the shared machine hits one request of a round, so this shows how
+    /// often the path itself adds time rather than how noisy the machine was.
+    pub paired: Summary,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +47,15 @@ pub struct OverheadReport {
     pub answer_tokens: u32,
     pub paths: Vec<PathLatency>,
     pub added: Vec<Added>,
+}
+
+/// One measured request.
+struct Sample {
+    round: usize,
+    path: usize,
+    answered: bool,
+    ttft: Option<f64>,
+    full: f64,
 }
 
 /// The simulator of this run: a short, fast answer, so the first token dominates.
@@ -120,7 +134,7 @@ async fn measure(stack: &Stack, requests: usize, concurrency: usize) -> Overhead
         let client = client.clone();
         let targets = Arc::clone(&targets);
         workers.spawn(async move {
-            let mut samples: Vec<(usize, Outcome, Option<f64>, f64)> = Vec::new();
+            let mut samples: Vec<Sample> = Vec::new();
             for round in (w..rounds).step_by(concurrency) {
                 for k in 0..targets.len() {
                     let path = (round + k) % targets.len();
@@ -137,7 +151,13 @@ async fn measure(stack: &Stack, requests: usize, concurrency: usize) -> Overhead
                     )
                     .await;
                     if round >= WARMUP_ROUNDS {
-                        samples.push((path, ex.outcome, ex.first_token_ms, ex.total_ms));
+                        samples.push(Sample {
+                            round,
+                            path,
+                            answered: ex.outcome == Outcome::Answered,
+                            ttft: ex.first_token_ms,
+                            full: ex.total_ms,
+                        });
                     }
                 }
             }
@@ -150,28 +170,32 @@ async fn measure(stack: &Stack, requests: usize, concurrency: usize) -> Overhead
     }
     let paths: Vec<PathLatency> = (0..targets.len())
         .map(|p| {
-            let ok: Vec<&(usize, Outcome, Option<f64>, f64)> = all
-                .iter()
-                .filter(|s| s.0 == p && s.1 == Outcome::Answered)
-                .collect();
+            let ok: Vec<&Sample> = all.iter().filter(|s| s.path == p && s.answered).collect();
             PathLatency {
                 path: targets[p].name.clone(),
-                ttft: Summary::of(ok.iter().filter_map(|s| s.2)),
-                full: Summary::of(ok.iter().map(|s| s.3)),
-                failed: all
-                    .iter()
-                    .filter(|s| s.0 == p && s.1 != Outcome::Answered)
-                    .count(),
+                ttft: Summary::of(ok.iter().filter_map(|s| s.ttft)),
+                full: Summary::of(ok.iter().map(|s| s.full)),
+                failed: all.iter().filter(|s| s.path == p && !s.answered).count(),
             }
         })
         .collect();
     let diff = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
-    let added = paths[1..]
+    let ttft_of = |round: usize, path: usize| {
+        all.iter()
+            .find(|s| s.round == round && s.path == path && s.answered)
+            .and_then(|s| s.ttft)
+    };
+    let added = paths
         .iter()
-        .map(|p| Added {
+        .enumerate()
+        .skip(1)
+        .map(|(i, p)| Added {
             path: p.path.clone(),
             p50_ms: diff(p.ttft.p50, paths[0].ttft.p50),
             p99_ms: diff(p.ttft.p99, paths[0].ttft.p99),
+            paired: Summary::of(
+                (WARMUP_ROUNDS..rounds).filter_map(|r| diff(ttft_of(r, i), ttft_of(r, 0))),
+            ),
         })
         .collect();
     OverheadReport {

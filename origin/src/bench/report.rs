@@ -482,15 +482,18 @@ fn overhead_md(o: &OverheadReport) -> String {
         );
     }
     out.push_str(
-        "\n| added to the first token vs the simulator directly | p50 | p99 |\n|---|---|---|\n",
+        "\n| added to the first token vs the simulator directly | p50 | p99 | same round, back to back: p50 / p95 / p99 |\n|---|---|---|---|\n",
     );
     for a in &o.added {
         let _ = writeln!(
             out,
-            "| {} | {} ms | {} ms |",
+            "| {} | {} ms | {} ms | {} / {} / {} ms |",
             a.path,
             ms(a.p50_ms),
-            ms(a.p99_ms)
+            ms(a.p99_ms),
+            ms(a.paired.p50),
+            ms(a.paired.p95),
+            ms(a.paired.p99)
         );
     }
     out

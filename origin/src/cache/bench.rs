@@ -39,7 +39,11 @@ fn ask_body(question: &str) -> serde_json::Value {
 }
 
 fn key_of(question: &str) -> libriassist_protocol::CacheKey {
-    cache_key(&ChatRequest { question: question.into(), history: vec![], session_id: None })
+    cache_key(&ChatRequest {
+        question: question.into(),
+        history: vec![],
+        session_id: None,
+    })
 }
 
 /// Deterministic pseudo-random unit vectors for the filler questions.
@@ -80,10 +84,16 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
     let model = EmbeddingConfig::from_env_or_default();
     let embedder = {
         let m = model.clone();
-        tokio::task::spawn_blocking(move || Embedder::load(&m)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?
+        tokio::task::spawn_blocking(move || Embedder::load(&m))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
     };
     let heads: Vec<&str> = BOOKSTORE_GROUPS.iter().map(|g| g[0]).collect();
-    let paraphrases: Vec<&str> = BOOKSTORE_GROUPS.iter().flat_map(|g| g[1..].iter().copied()).collect();
+    let paraphrases: Vec<&str> = BOOKSTORE_GROUPS
+        .iter()
+        .flat_map(|g| g[1..].iter().copied())
+        .collect();
     let mut head_vectors = Vec::new();
     for q in &heads {
         head_vectors.push(embedder.embed_query(q).await.map_err(|e| e.to_string())?);
@@ -93,21 +103,42 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
     drop(embedder);
 
     let client = redis::Client::open(args.redis_url.as_str()).map_err(|e| e.to_string())?;
-    let mut redis = client.get_multiplexed_async_connection().await.map_err(|e| format!("Redis at {}: {e}", args.redis_url))?;
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("Redis at {}: {e}", args.redis_url))?;
     let mut out = String::new();
-    let _ = writeln!(out, "| cached questions | request | n | p50 ms | p99 ms | answered by the expected layer |");
+    let _ = writeln!(
+        out,
+        "| cached questions | request | n | p50 ms | p99 ms | answered by the expected layer |"
+    );
     let _ = writeln!(out, "|---:|---|---:|---:|---:|---:|");
     let mut search_rows = String::new();
 
     for &n in &args.entries {
         // === a clean Redis, filled ===
-        let _: () = redis::cmd("DEL").arg(STREAM).query_async(&mut redis).await.map_err(|e| e.to_string())?;
+        let _: () = redis::cmd("DEL")
+            .arg(STREAM)
+            .query_async(&mut redis)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut cursor = 0u64;
         loop {
-            let (next, keys): (u64, Vec<String>) =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg("libriassist:*").arg("COUNT").arg(5000).query_async(&mut redis).await.map_err(|e| e.to_string())?;
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("libriassist:*")
+                .arg("COUNT")
+                .arg(5000)
+                .query_async(&mut redis)
+                .await
+                .map_err(|e| e.to_string())?;
             if !keys.is_empty() {
-                let _: i64 = redis::cmd("UNLINK").arg(&keys).query_async(&mut redis).await.map_err(|e| e.to_string())?;
+                let _: i64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut redis)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             if next == 0 {
                 break;
@@ -115,34 +146,77 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
             cursor = next;
         }
         let model_name = crate::sim::DEFAULT_MODEL.to_owned();
-        let scope = Scope { corpus_version: NO_CORPUS.into(), model: model_name.clone() };
-        let filled = Instant::now();
-        let answer = |text: &str| CachedAnswer { answer: text.into(), sources: vec![], model: model_name.clone(), mode: Mode::Generated };
-        let mut put = |pipe: &mut redis::Pipeline, question: &str, vector: &[f32], text: &str, at: u64| {
-            let key = key_of(question);
-            let exact = scope.exact(&key);
-            let json = serde_json::to_string(&answer(text)).unwrap_or_default();
-            pipe.cmd("HSET").arg(&exact).arg("answer").arg(json).arg("question").arg(question).arg("created").arg(at).arg("hits").arg(0).ignore();
-            pipe.cmd("EXPIRE").arg(&exact).arg(3600).ignore();
-            let entry = scope.semantic_entry(&embedder_id, key.as_str());
-            pipe.cmd("HSET").arg(&entry).arg("q").arg(question).arg("v").arg(super::semantic::encode_vector(vector)).arg("t").arg(at).ignore();
-            pipe.cmd("EXPIRE").arg(&entry).arg(3600).ignore();
-            pipe.cmd("ZADD").arg(scope.semantic_index(&embedder_id)).arg(at).arg(key.as_str()).ignore();
+        let scope = Scope {
+            corpus_version: NO_CORPUS.into(),
+            model: model_name.clone(),
         };
+        let filled = Instant::now();
+        let answer = |text: &str| CachedAnswer {
+            answer: text.into(),
+            sources: vec![],
+            model: model_name.clone(),
+            mode: Mode::Generated,
+        };
+        let put =
+            |pipe: &mut redis::Pipeline, question: &str, vector: &[f32], text: &str, at: u64| {
+                let key = key_of(question);
+                let exact = scope.exact(&key);
+                let json = serde_json::to_string(&answer(text)).unwrap_or_default();
+                pipe.cmd("HSET")
+                    .arg(&exact)
+                    .arg("answer")
+                    .arg(json)
+                    .arg("question")
+                    .arg(question)
+                    .arg("created")
+                    .arg(at)
+                    .arg("hits")
+                    .arg(0)
+                    .ignore();
+                pipe.cmd("EXPIRE").arg(&exact).arg(3600).ignore();
+                let entry = scope.semantic_entry(&embedder_id, key.as_str());
+                pipe.cmd("HSET")
+                    .arg(&entry)
+                    .arg("q")
+                    .arg(question)
+                    .arg("v")
+                    .arg(super::semantic::encode_vector(vector))
+                    .arg("t")
+                    .arg(at)
+                    .ignore();
+                pipe.cmd("EXPIRE").arg(&entry).arg(3600).ignore();
+                pipe.cmd("ZADD")
+                    .arg(scope.semantic_index(&embedder_id))
+                    .arg(at)
+                    .arg(key.as_str())
+                    .ignore();
+            };
         let now = now_secs();
         for start in (0..n).step_by(2000) {
             let mut pipe = redis::pipe();
             for i in start..(start + 2000).min(n) {
                 let q = format!("Question synthétique numéro {i} sur le catalogue ?");
-                put(&mut pipe, &q, &filler_vector(i as u64, dim), "Réponse synthétique.", now);
+                put(
+                    &mut pipe,
+                    &q,
+                    &filler_vector(i as u64, dim),
+                    "Réponse synthétique.",
+                    now,
+                );
             }
-            let _: () = pipe.query_async(&mut redis).await.map_err(|e| e.to_string())?;
+            let _: () = pipe
+                .query_async(&mut redis)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let mut pipe = redis::pipe();
         for (q, v) in heads.iter().zip(&head_vectors) {
             put(&mut pipe, q, v, "Voici la réponse de la librairie à cette question, telle qu'elle a été générée une première fois.", now + 1);
         }
-        let _: () = pipe.query_async(&mut redis).await.map_err(|e| e.to_string())?;
+        let _: () = pipe
+            .query_async(&mut redis)
+            .await
+            .map_err(|e| e.to_string())?;
         let fill_s = filled.elapsed().as_secs_f64();
 
         // === the origin ===
@@ -150,16 +224,25 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
         sim_args.ttft_ms = 150;
         sim_args.tokens_per_sec = 0.0;
         sim_args.answer_tokens = 60;
-        let sim = crate::sim::spawn(sim_args).await.map_err(|e| e.to_string())?;
+        let sim = crate::sim::spawn(sim_args)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut config = Config::default();
         config.backends.ollama_urls = vec![sim.url()];
         config.cache.redis_url = Some(args.redis_url.clone());
         config.cache.max_entries = n + heads.len() + 1000;
         config.server.admin_token = Some("bench".into());
         config.embedding = model.clone();
-        let router = crate::server::app(&config, Overrides::default(), Drain::default()).await.map_err(|e| e.to_string())?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-        let base = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let router = crate::server::app(&config, Overrides::default(), Drain::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let base = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -180,7 +263,10 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
                 break;
             }
             if loaded.elapsed() > Duration::from_secs(600) {
-                return Err(format!("the origin loaded {} of {expected} semantic entries", stats["semantic"]["entries"]));
+                return Err(format!(
+                    "the origin loaded {} of {expected} semantic entries",
+                    stats["semantic"]["entries"]
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -191,8 +277,18 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
             let (http, base) = (http.clone(), base.clone());
             async move {
                 let started = Instant::now();
-                let response = http.post(format!("{base}/api/v1/chat")).json(&ask_body(&q)).send().await.map_err(|e| e.to_string())?;
-                let layer = response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let response = http
+                    .post(format!("{base}/api/v1/chat"))
+                    .json(&ask_body(&q))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let layer = response
+                    .headers()
+                    .get("x-cache")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
                 let _ = response.bytes().await;
                 Ok::<_, String>((started.elapsed().as_secs_f64() * 1e3, layer))
             }
@@ -208,9 +304,21 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
             ask((*q).to_owned()).await?;
         }
         let mut rows = vec![
-            Row { kind: "exact hit", latencies_ms: Vec::new(), layer_ok: 0 },
-            Row { kind: "semantic hit", latencies_ms: Vec::new(), layer_ok: 0 },
-            Row { kind: "miss (generated, simulator TTFT 150 ms)", latencies_ms: Vec::new(), layer_ok: 0 },
+            Row {
+                kind: "exact hit",
+                latencies_ms: Vec::new(),
+                layer_ok: 0,
+            },
+            Row {
+                kind: "semantic hit",
+                latencies_ms: Vec::new(),
+                layer_ok: 0,
+            },
+            Row {
+                kind: "miss (generated, simulator TTFT 150 ms)",
+                latencies_ms: Vec::new(),
+                layer_ok: 0,
+            },
         ];
         for i in 0..args.requests {
             let (ms, layer) = ask(heads[i % heads.len()].to_owned()).await?;
@@ -222,7 +330,11 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
                 rows[1].layer_ok += usize::from(layer == "semantic");
             }
             if i % 3 == 0 {
-                let (ms, layer) = ask(format!("Question jamais posée numéro {} au sujet des {n} questions ?", i + 1)).await?;
+                let (ms, layer) = ask(format!(
+                    "Question jamais posée numéro {} au sujet des {n} questions ?",
+                    i + 1
+                ))
+                .await?;
                 rows[2].latencies_ms.push(ms);
                 rows[2].layer_ok += usize::from(layer == "miss");
             }
@@ -260,7 +372,14 @@ pub async fn run(args: &BenchCacheArgs) -> Result<String, String> {
 fn search_cost(n: usize, dim: usize) -> String {
     let mut index = FlatIndex::new(dim, n);
     for i in 0..n {
-        index.insert(super::index::Entry { scope: 0, key: i.to_string(), question: std::sync::Arc::from("q") }, &filler_vector(i as u64, dim));
+        index.insert(
+            super::index::Entry {
+                scope: 0,
+                key: i.to_string(),
+                question: std::sync::Arc::from("q"),
+            },
+            &filler_vector(i as u64, dim),
+        );
     }
     let mut times: Vec<f64> = (0..200)
         .map(|i| {
@@ -272,5 +391,9 @@ fn search_cost(n: usize, dim: usize) -> String {
         })
         .collect();
     times.sort_by(f64::total_cmp);
-    format!(" {:.2} / {:.2} ms |", percentile(&times, 50.0), percentile(&times, 99.0))
+    format!(
+        " {:.2} / {:.2} ms |",
+        percentile(&times, 50.0),
+        percentile(&times, 99.0)
+    )
 }

@@ -58,19 +58,30 @@ return {redis.call('HGET', KEYS[1], 'answer'), redis.call('HGET', KEYS[1], 'crea
 ";
 
 pub(crate) fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl ExactCache {
     pub fn redis(link: RedisLink, ttl: Duration) -> Self {
-        ExactCache { store: Store::Redis(link), ttl }
+        ExactCache {
+            store: Store::Redis(link),
+            ttl,
+        }
     }
 
     /// Bounded by entry count; an entry not asked for `ttl` leaves (the same "TTL refreshed on
     /// hit" rule as in Redis).
     pub fn memory(max_entries: usize, ttl: Duration) -> Self {
-        let cache = Cache::builder().max_capacity(max_entries as u64).time_to_idle(ttl).build();
-        ExactCache { store: Store::Memory(cache), ttl }
+        let cache = Cache::builder()
+            .max_capacity(max_entries as u64)
+            .time_to_idle(ttl)
+            .build();
+        ExactCache {
+            store: Store::Memory(cache),
+            ttl,
+        }
     }
 
     /// `redis` or `memory`, for stats and logs.
@@ -96,19 +107,31 @@ impl ExactCache {
             Store::Memory(cache) => {
                 let entry = cache.get(&redis_key)?;
                 let hits = entry.hits.fetch_add(1, Ordering::Relaxed) + 1;
-                Some(Hit { answer: entry.answer.clone(), created: entry.created, hits })
+                Some(Hit {
+                    answer: entry.answer.clone(),
+                    created: entry.created,
+                    hits,
+                })
             }
             Store::Redis(link) => {
                 let ttl = self.ttl.as_secs();
                 let found: Option<(String, u64, u64)> = link
                     .run("get", |mut c| async move {
-                        redis::Script::new(GET_SCRIPT).key(redis_key).arg(ttl).invoke_async(&mut c).await
+                        redis::Script::new(GET_SCRIPT)
+                            .key(redis_key)
+                            .arg(ttl)
+                            .invoke_async(&mut c)
+                            .await
                     })
                     .await
                     .ok()?;
                 let (json, created, hits) = found?;
                 match serde_json::from_str::<CachedAnswer>(&json) {
-                    Ok(answer) => Some(Hit { answer, created, hits }),
+                    Ok(answer) => Some(Hit {
+                        answer,
+                        created,
+                        hits,
+                    }),
                     Err(e) => {
                         // Written by another version of the code, or by hand: a miss, and the
                         // next successful answer overwrites it.
@@ -125,12 +148,22 @@ impl ExactCache {
     ///
     /// # Errors
     /// Redis down, slow or failing; already counted and logged.
-    pub async fn put(&self, scope: &Scope, key: &CacheKey, question: &str, answer: &CachedAnswer) -> Result<(), Unavailable> {
+    pub async fn put(
+        &self,
+        scope: &Scope,
+        key: &CacheKey,
+        question: &str,
+        answer: &CachedAnswer,
+    ) -> Result<(), Unavailable> {
         let redis_key = scope.exact(key);
         let created = now_secs();
         match &self.store {
             Store::Memory(cache) => {
-                let entry = MemoryEntry { answer: answer.clone(), created, hits: AtomicU64::new(0) };
+                let entry = MemoryEntry {
+                    answer: answer.clone(),
+                    created,
+                    hits: AtomicU64::new(0),
+                };
                 cache.insert(redis_key, Arc::new(entry));
                 Ok(())
             }
@@ -176,14 +209,21 @@ impl ExactCache {
         let pattern = purge.pattern();
         match &self.store {
             Store::Memory(cache) => {
-                let doomed: Vec<Arc<String>> = cache.iter().map(|(k, _)| k).filter(|k| glob_match(&pattern, k)).collect();
+                let doomed: Vec<Arc<String>> = cache
+                    .iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| glob_match(&pattern, k))
+                    .collect();
                 for key in &doomed {
                     cache.invalidate(key.as_str());
                 }
                 Ok(doomed.len() as u64)
             }
             Store::Redis(link) => {
-                link.run_within("purge", ADMIN_DEADLINE, |mut c| async move { scan_unlink(&mut c, &pattern).await }).await
+                link.run_within("purge", ADMIN_DEADLINE, |mut c| async move {
+                    scan_unlink(&mut c, &pattern).await
+                })
+                .await
             }
         }
     }
@@ -218,15 +258,27 @@ impl ExactCache {
 /// Exact entries end with the 64-hex-digit cache key right after the model segment; vectors
 /// and indexes have a `sem:`/`semindex:` part before it.
 fn is_exact_key(key: &str) -> bool {
-    let Some((head, last)) = key.rsplit_once(':') else { return false };
+    let Some((head, last)) = key.rsplit_once(':') else {
+        return false;
+    };
     CacheKey::parse(last).is_some() && !head.contains(":sem:")
 }
 
-async fn scan(c: &mut ConnectionManager, pattern: &str, mut each: impl FnMut(&[String])) -> redis::RedisResult<()> {
+async fn scan(
+    c: &mut ConnectionManager,
+    pattern: &str,
+    mut each: impl FnMut(&[String]),
+) -> redis::RedisResult<()> {
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query_async(c).await?;
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(c)
+            .await?;
         each(&keys);
         if next == 0 {
             return Ok(());
@@ -237,12 +289,21 @@ async fn scan(c: &mut ConnectionManager, pattern: &str, mut each: impl FnMut(&[S
 
 /// Deletes every key matching `pattern`, a batch per SCAN page. UNLINK frees memory off Redis's
 /// main thread, so a large purge does not stall other clients.
-pub(crate) async fn scan_unlink(c: &mut ConnectionManager, pattern: &str) -> redis::RedisResult<u64> {
+pub(crate) async fn scan_unlink(
+    c: &mut ConnectionManager,
+    pattern: &str,
+) -> redis::RedisResult<u64> {
     let mut cursor: u64 = 0;
     let mut deleted = 0u64;
     loop {
-        let (next, keys): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query_async(c).await?;
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(c)
+            .await?;
         if !keys.is_empty() {
             let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(c).await?;
             deleted += n;
@@ -262,8 +323,12 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
         Some(split) => split,
         None => return text.is_empty(),
     };
-    let Some(mut remaining) = text.strip_prefix(first) else { return false };
-    let Some((last, middle)) = rest.split_last() else { return remaining.is_empty() };
+    let Some(mut remaining) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return remaining.is_empty();
+    };
     for part in middle {
         match remaining.find(part) {
             Some(i) => remaining = &remaining[i + part.len()..],
@@ -279,11 +344,20 @@ mod tests {
     use libriassist_protocol::{cache_key, ChatRequest, Mode};
 
     fn key(q: &str) -> CacheKey {
-        cache_key(&ChatRequest { question: q.into(), history: vec![], session_id: None })
+        cache_key(&ChatRequest {
+            question: q.into(),
+            history: vec![],
+            session_id: None,
+        })
     }
 
     fn answer(text: &str) -> CachedAnswer {
-        CachedAnswer { answer: text.into(), sources: vec![], model: "m".into(), mode: Mode::Generated }
+        CachedAnswer {
+            answer: text.into(),
+            sources: vec![],
+            model: "m".into(),
+            mode: Mode::Generated,
+        }
     }
 
     #[test]
@@ -301,7 +375,10 @@ mod tests {
 
     #[test]
     fn exact_keys_are_told_apart_from_vectors() {
-        let scope = Scope { corpus_version: "c".into(), model: "m:7b".into() };
+        let scope = Scope {
+            corpus_version: "c".into(),
+            model: "m:7b".into(),
+        };
         let k = key("q");
         assert!(is_exact_key(&scope.exact(&k)));
         assert!(!is_exact_key(&scope.semantic_entry("e5", k.as_str())));
@@ -311,15 +388,39 @@ mod tests {
     #[tokio::test]
     async fn memory_store_scopes_counts_and_purges() {
         let cache = ExactCache::memory(100, Duration::from_secs(60));
-        let v1 = Scope { corpus_version: "v1".into(), model: "m".into() };
-        let v2 = Scope { corpus_version: "v2".into(), model: "m".into() };
-        let other_model = Scope { corpus_version: "v1".into(), model: "n".into() };
+        let v1 = Scope {
+            corpus_version: "v1".into(),
+            model: "m".into(),
+        };
+        let v2 = Scope {
+            corpus_version: "v2".into(),
+            model: "m".into(),
+        };
+        let other_model = Scope {
+            corpus_version: "v1".into(),
+            model: "n".into(),
+        };
         let (a, b) = (key("a"), key("b"));
-        cache.put(&v1, &a, "a", &answer("A1")).await.expect("memory put");
-        cache.put(&v2, &a, "a", &answer("A2")).await.expect("memory put");
-        cache.put(&v1, &b, "b", &answer("B1")).await.expect("memory put");
-        assert_eq!(cache.get(&v1, &a).await.map(|h| h.answer.answer), Some("A1".into()));
-        assert_eq!(cache.get(&v2, &a).await.map(|h| (h.answer.answer, h.hits)), Some(("A2".into(), 1)));
+        cache
+            .put(&v1, &a, "a", &answer("A1"))
+            .await
+            .expect("memory put");
+        cache
+            .put(&v2, &a, "a", &answer("A2"))
+            .await
+            .expect("memory put");
+        cache
+            .put(&v1, &b, "b", &answer("B1"))
+            .await
+            .expect("memory put");
+        assert_eq!(
+            cache.get(&v1, &a).await.map(|h| h.answer.answer),
+            Some("A1".into())
+        );
+        assert_eq!(
+            cache.get(&v2, &a).await.map(|h| (h.answer.answer, h.hits)),
+            Some(("A2".into(), 1))
+        );
         assert_eq!(cache.get(&v2, &a).await.map(|h| h.hits), Some(2));
         assert_eq!(cache.get(&other_model, &a).await, None);
         assert_eq!(cache.count().await, Ok(3));
@@ -327,10 +428,16 @@ mod tests {
         assert_eq!(cache.purge(&Purge::Corpus("v1".into())).await, Ok(2));
         assert_eq!(cache.get(&v1, &a).await, None);
         assert!(cache.get(&v2, &a).await.is_some());
-        cache.put(&v1, &a, "a", &answer("A1")).await.expect("memory put");
+        cache
+            .put(&v1, &a, "a", &answer("A1"))
+            .await
+            .expect("memory put");
         assert_eq!(cache.purge(&Purge::Key(a.clone())).await, Ok(2));
         assert_eq!(cache.get(&v2, &a).await, None);
-        cache.put(&v1, &b, "b", &answer("B1")).await.expect("memory put");
+        cache
+            .put(&v1, &b, "b", &answer("B1"))
+            .await
+            .expect("memory put");
         assert_eq!(cache.purge(&Purge::All).await, Ok(1));
         assert_eq!(cache.count().await, Ok(0));
     }
@@ -338,9 +445,15 @@ mod tests {
     #[tokio::test]
     async fn memory_store_is_bounded() {
         let cache = ExactCache::memory(10, Duration::from_secs(60));
-        let scope = Scope { corpus_version: "v".into(), model: "m".into() };
+        let scope = Scope {
+            corpus_version: "v".into(),
+            model: "m".into(),
+        };
         for i in 0..100 {
-            cache.put(&scope, &key(&i.to_string()), "q", &answer("x")).await.expect("memory put");
+            cache
+                .put(&scope, &key(&i.to_string()), "q", &answer("x"))
+                .await
+                .expect("memory put");
         }
         let n = cache.count().await.expect("memory count");
         assert!(n <= 10, "{n} entries");

@@ -40,14 +40,28 @@ pub struct GuardSettings {
 
 impl Default for GuardSettings {
     fn default() -> Self {
-        GuardSettings { language: true, negation: true, numbers: true, names: true, content: true, content_tolerance: 0.25 }
+        GuardSettings {
+            language: true,
+            negation: true,
+            numbers: true,
+            names: true,
+            content: true,
+            content_tolerance: 0.25,
+        }
     }
 }
 
 impl GuardSettings {
     /// Every guard off: the similarity threshold alone decides (for measurement only).
     pub fn off() -> Self {
-        GuardSettings { language: false, negation: false, numbers: false, names: false, content: false, content_tolerance: 0.0 }
+        GuardSettings {
+            language: false,
+            negation: false,
+            numbers: false,
+            names: false,
+            content: false,
+            content_tolerance: 0.0,
+        }
     }
 }
 
@@ -63,7 +77,13 @@ pub enum Guard {
 }
 
 impl Guard {
-    pub const ALL: [Guard; 5] = [Guard::Language, Guard::Negation, Guard::Numbers, Guard::Names, Guard::Content];
+    pub const ALL: [Guard; 5] = [
+        Guard::Language,
+        Guard::Negation,
+        Guard::Numbers,
+        Guard::Names,
+        Guard::Content,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -110,7 +130,9 @@ fn same_language(a: &Analysis, b: &Analysis) -> bool {
 
 /// Every name of `a` appears in `b`, as a word or as a stem ("Lyon" in "lyon", "Zola" in "zola").
 fn names_found(a: &Analysis, b: &Analysis) -> bool {
-    a.names.iter().all(|name| b.vocabulary.contains(name) || b.vocabulary.contains(&stem(name, b.language)))
+    a.names
+        .iter()
+        .all(|name| b.vocabulary.contains(name) || b.vocabulary.contains(&stem(name, b.language)))
 }
 
 fn same_topic(new: &Analysis, cached: &Analysis, tolerance: f32) -> bool {
@@ -121,8 +143,16 @@ fn same_topic(new: &Analysis, cached: &Analysis, tolerance: f32) -> bool {
     if new.content.is_empty() || cached.content.is_empty() {
         return false;
     }
-    let missing = new.content.iter().filter(|w| !has_relative(&cached.content, w)).count();
-    let extra = cached.content.iter().filter(|w| !has_relative(&new.content, w)).count();
+    let missing = new
+        .content
+        .iter()
+        .filter(|w| !has_relative(&cached.content, w))
+        .count();
+    let extra = cached
+        .content
+        .iter()
+        .filter(|w| !has_relative(&new.content, w))
+        .count();
     // The cached question may not be narrower than the new one (its answer would be about
     // less than what is asked); the new one may add a detail within the tolerance.
     extra == 0 && missing as f32 <= (new.content.len() as f32 * tolerance).floor()
@@ -144,31 +174,107 @@ mod tests {
     use super::*;
 
     fn verdict(new: &str, cached: &str) -> Result<(), Guard> {
-        check(&Analysis::of(new), &Analysis::of(cached), &GuardSettings::default())
+        check(
+            &Analysis::of(new),
+            &Analysis::of(cached),
+            &GuardSettings::default(),
+        )
     }
 
     /// Pairs that must never share an answer, by the guard that must catch them.
     pub(crate) const MUST_MISS: &[(&str, &str, Guard)] = &[
-        ("Quels formats ne proposez-vous pas ?", "Quels formats proposez-vous ?", Guard::Negation),
-        ("Vous livrez pas le dimanche ?", "Vous livrez le dimanche ?", Guard::Negation),
-        ("Puis-je commander sans créer de compte ?", "Puis-je commander en créant un compte ?", Guard::Negation),
-        ("Peut-on payer en 3 fois ?", "Peut-on payer en 4 fois ?", Guard::Numbers),
-        ("Peut-on payer en trois fois ?", "Peut-on payer en 10 fois ?", Guard::Numbers),
-        ("La livraison est-elle gratuite dès 35 € ?", "La livraison est-elle gratuite dès 50 € ?", Guard::Numbers),
-        ("Quel est le prix du tome 2 ?", "Quel est le prix du tome 3 ?", Guard::Numbers),
-        ("Livrez-vous à Lyon ?", "Livrez-vous à Lille ?", Guard::Names),
-        ("Avez-vous une librairie à Bordeaux ?", "Avez-vous une librairie à Nantes ?", Guard::Names),
-        ("Avez-vous Germinal en poche ?", "Avez-vous Nana en poche ?", Guard::Names),
+        (
+            "Quels formats ne proposez-vous pas ?",
+            "Quels formats proposez-vous ?",
+            Guard::Negation,
+        ),
+        (
+            "Vous livrez pas le dimanche ?",
+            "Vous livrez le dimanche ?",
+            Guard::Negation,
+        ),
+        (
+            "Puis-je commander sans créer de compte ?",
+            "Puis-je commander en créant un compte ?",
+            Guard::Negation,
+        ),
+        (
+            "Peut-on payer en 3 fois ?",
+            "Peut-on payer en 4 fois ?",
+            Guard::Numbers,
+        ),
+        (
+            "Peut-on payer en trois fois ?",
+            "Peut-on payer en 10 fois ?",
+            Guard::Numbers,
+        ),
+        (
+            "La livraison est-elle gratuite dès 35 € ?",
+            "La livraison est-elle gratuite dès 50 € ?",
+            Guard::Numbers,
+        ),
+        (
+            "Quel est le prix du tome 2 ?",
+            "Quel est le prix du tome 3 ?",
+            Guard::Numbers,
+        ),
+        (
+            "Livrez-vous à Lyon ?",
+            "Livrez-vous à Lille ?",
+            Guard::Names,
+        ),
+        (
+            "Avez-vous une librairie à Bordeaux ?",
+            "Avez-vous une librairie à Nantes ?",
+            Guard::Names,
+        ),
+        (
+            "Avez-vous Germinal en poche ?",
+            "Avez-vous Nana en poche ?",
+            Guard::Names,
+        ),
         ("Livrez-vous en Belgique ?", "Livrez-vous ?", Guard::Names),
-        ("Comment activer mon compte ?", "Comment désactiver mon compte ?", Guard::Content),
-        ("Comment m'abonner à la newsletter ?", "Comment me désabonner de la newsletter ?", Guard::Content),
-        ("Comment ajouter un roman à mon panier ?", "Comment supprimer un roman de mon panier ?", Guard::Content),
-        ("Vendez-vous des liseuses ?", "Vendez-vous des tablettes ?", Guard::Content),
+        (
+            "Comment activer mon compte ?",
+            "Comment désactiver mon compte ?",
+            Guard::Content,
+        ),
+        (
+            "Comment m'abonner à la newsletter ?",
+            "Comment me désabonner de la newsletter ?",
+            Guard::Content,
+        ),
+        (
+            "Comment ajouter un roman à mon panier ?",
+            "Comment supprimer un roman de mon panier ?",
+            Guard::Content,
+        ),
+        (
+            "Vendez-vous des liseuses ?",
+            "Vendez-vous des tablettes ?",
+            Guard::Content,
+        ),
         ("Quand livrez-vous ?", "Où livrez-vous ?", Guard::Content),
-        ("Vendez-vous des livres d'occasion ?", "Achetez-vous des livres d'occasion ?", Guard::Content),
-        ("Quels formats proposez-vous ?", "What formats do you offer?", Guard::Language),
-        ("How do I enable notifications?", "How do I disable notifications?", Guard::Content),
-        ("Why hasn't my card arrived?", "Has my card arrived?", Guard::Negation),
+        (
+            "Vendez-vous des livres d'occasion ?",
+            "Achetez-vous des livres d'occasion ?",
+            Guard::Content,
+        ),
+        (
+            "Quels formats proposez-vous ?",
+            "What formats do you offer?",
+            Guard::Language,
+        ),
+        (
+            "How do I enable notifications?",
+            "How do I disable notifications?",
+            Guard::Content,
+        ),
+        (
+            "Why hasn't my card arrived?",
+            "Has my card arrived?",
+            Guard::Negation,
+        ),
     ];
 
     #[test]
@@ -182,12 +288,24 @@ mod tests {
     #[test]
     fn paraphrases_pass() {
         for (a, b) in [
-            ("Quels formats proposez-vous ?", "quels formats proposez vous"),
+            (
+                "Quels formats proposez-vous ?",
+                "quels formats proposez vous",
+            ),
             ("Peut-on payer en 3 fois ?", "Peut-on payer en trois fois ?"),
             ("Livrez-vous à Lyon ?", "Est-ce que vous livrez à Lyon ?"),
-            ("Comment suivre ma commande ?", "Comment puis-je suivre ma commande ?"),
-            ("Quels sont les frais de livraison ?", "Quels sont vos frais de livraison ?"),
-            ("Quels formats ne proposez-vous pas ?", "Quels formats ne proposez-vous jamais ?"),
+            (
+                "Comment suivre ma commande ?",
+                "Comment puis-je suivre ma commande ?",
+            ),
+            (
+                "Quels sont les frais de livraison ?",
+                "Quels sont vos frais de livraison ?",
+            ),
+            (
+                "Quels formats ne proposez-vous pas ?",
+                "Quels formats ne proposez-vous jamais ?",
+            ),
         ] {
             assert_eq!(verdict(a, b), Ok(()), "{a} / {b}");
         }
@@ -195,39 +313,94 @@ mod tests {
 
     #[test]
     fn each_guard_can_be_switched_off() {
-        let (a, b) = (Analysis::of("Peut-on payer en 3 fois ?"), Analysis::of("Peut-on payer en 4 fois ?"));
+        let (a, b) = (
+            Analysis::of("Peut-on payer en 3 fois ?"),
+            Analysis::of("Peut-on payer en 4 fois ?"),
+        );
         let mut s = GuardSettings::default();
         assert_eq!(check(&a, &b, &s), Err(Guard::Numbers));
         s.numbers = false;
         assert_eq!(check(&a, &b, &s), Ok(()));
-        assert_eq!(check(&Analysis::of("Livrez-vous à Lyon ?"), &Analysis::of("Livrez-vous à Lille ?"), &GuardSettings::off()), Ok(()));
+        assert_eq!(
+            check(
+                &Analysis::of("Livrez-vous à Lyon ?"),
+                &Analysis::of("Livrez-vous à Lille ?"),
+                &GuardSettings::off()
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn the_new_question_may_add_a_detail_but_never_replace_a_word() {
-        let long = Analysis::of("Comment modifier l'adresse de livraison de ma commande sur le site ?");
+        let long =
+            Analysis::of("Comment modifier l'adresse de livraison de ma commande sur le site ?");
         let short = Analysis::of("Comment modifier l'adresse de livraison de ma commande ?");
         assert_eq!(short.content.len(), 4, "{:?}", short.content);
         assert_eq!(long.content.len(), 5, "{:?}", long.content);
-        assert_eq!(check(&long, &short, &GuardSettings::default()), Ok(()), "a detail more than the cached question");
-        assert_eq!(check(&short, &long, &GuardSettings::default()), Err(Guard::Content), "the cached answer is narrower");
-        let strict = GuardSettings { content_tolerance: 0.0, ..GuardSettings::default() };
+        assert_eq!(
+            check(&long, &short, &GuardSettings::default()),
+            Ok(()),
+            "a detail more than the cached question"
+        );
+        assert_eq!(
+            check(&short, &long, &GuardSettings::default()),
+            Err(Guard::Content),
+            "the cached answer is narrower"
+        );
+        let strict = GuardSettings {
+            content_tolerance: 0.0,
+            ..GuardSettings::default()
+        };
         assert_eq!(check(&long, &short, &strict), Err(Guard::Content));
         let replaced = Analysis::of("Comment supprimer l'adresse de livraison de ma commande ?");
-        assert_eq!(check(&replaced, &short, &GuardSettings { content_tolerance: 0.9, ..GuardSettings::default() }), Err(Guard::Content));
+        assert_eq!(
+            check(
+                &replaced,
+                &short,
+                &GuardSettings {
+                    content_tolerance: 0.9,
+                    ..GuardSettings::default()
+                }
+            ),
+            Err(Guard::Content)
+        );
     }
 
     #[test]
     fn synonyms_of_the_domain_are_one_topic() {
-        assert_eq!(verdict("Quels sont les frais de livraison ?", "Quel est le prix de la livraison ?"), Ok(()));
-        assert_eq!(verdict("Proposez-vous des cartes cadeaux ?", "Avez-vous des cartes cadeaux ?"), Ok(()));
-        assert_eq!(verdict("Vos ebooks ont-ils des DRM ?", "Vos livres numériques ont-ils des DRM ?"), Ok(()));
-        assert_eq!(verdict("Comment modifier mon adresse ?", "Comment changer mon adresse ?"), Ok(()));
+        assert_eq!(
+            verdict(
+                "Quels sont les frais de livraison ?",
+                "Quel est le prix de la livraison ?"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verdict(
+                "Proposez-vous des cartes cadeaux ?",
+                "Avez-vous des cartes cadeaux ?"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verdict(
+                "Vos ebooks ont-ils des DRM ?",
+                "Vos livres numériques ont-ils des DRM ?"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verdict(
+                "Comment modifier mon adresse ?",
+                "Comment changer mon adresse ?"
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn questions_without_topic_words_are_never_matched() {
         assert_eq!(verdict("Et alors ?", "Et alors ?"), Err(Guard::Content));
     }
-
 }

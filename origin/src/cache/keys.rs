@@ -35,8 +35,14 @@ pub struct ScopeSource {
 }
 
 impl ScopeSource {
-    pub fn new(model: impl Into<String>, corpus_version: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
-        ScopeSource { model: model.into(), corpus_version }
+    pub fn new(
+        model: impl Into<String>,
+        corpus_version: Arc<dyn Fn() -> String + Send + Sync>,
+    ) -> Self {
+        ScopeSource {
+            model: model.into(),
+            corpus_version,
+        }
     }
 
     /// A fixed corpus version (tests, or a service without a knowledge base).
@@ -46,13 +52,18 @@ impl ScopeSource {
     }
 
     pub fn current(&self) -> Scope {
-        Scope { corpus_version: (self.corpus_version)(), model: self.model.clone() }
+        Scope {
+            corpus_version: (self.corpus_version)(),
+            model: self.model.clone(),
+        }
     }
 }
 
 impl std::fmt::Debug for ScopeSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopeSource").field("scope", &self.current()).finish()
+        f.debug_struct("ScopeSource")
+            .field("scope", &self.current())
+            .finish()
     }
 }
 
@@ -69,7 +80,12 @@ fn namespace() -> String {
 
 impl Scope {
     fn prefix(&self) -> String {
-        format!("{}{}:{}:", namespace(), escape(&self.corpus_version, false), escape(&self.model, true))
+        format!(
+            "{}{}:{}:",
+            namespace(),
+            escape(&self.corpus_version, false),
+            escape(&self.model, true)
+        )
     }
 
     pub fn exact(&self, key: &CacheKey) -> String {
@@ -103,7 +119,9 @@ pub fn key_pattern(key: &CacheKey) -> String {
 fn escape(segment: &str, keep_colon: bool) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
-        let safe = b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+') || (keep_colon && b == b':');
+        let safe = b.is_ascii_alphanumeric()
+            || matches!(b, b'.' | b'_' | b'-' | b'+')
+            || (keep_colon && b == b':');
         if safe {
             out.push(char::from(b));
         } else {
@@ -130,20 +148,32 @@ mod tests {
 
     #[test]
     fn layout() {
-        let scope = Scope { corpus_version: "2026-11-27.1".into(), model: "mistral:7b-instruct-q4_0".into() };
+        let scope = Scope {
+            corpus_version: "2026-11-27.1".into(),
+            model: "mistral:7b-instruct-q4_0".into(),
+        };
         let k = key();
-        assert_eq!(scope.exact(&k), format!("libriassist:v1:2026-11-27.1:mistral:7b-instruct-q4_0:{k}"));
+        assert_eq!(
+            scope.exact(&k),
+            format!("libriassist:v1:2026-11-27.1:mistral:7b-instruct-q4_0:{k}")
+        );
         assert_eq!(
             scope.semantic_entry("multilingual-e5-small-q4", k.as_str()),
             format!("libriassist:v1:2026-11-27.1:mistral:7b-instruct-q4_0:sem:multilingual-e5-small-q4:{k}")
         );
-        assert_eq!(corpus_pattern("2026-11-27.1"), "libriassist:v1:2026-11-27.1:*");
+        assert_eq!(
+            corpus_pattern("2026-11-27.1"),
+            "libriassist:v1:2026-11-27.1:*"
+        );
         assert_eq!(key_pattern(&k), format!("libriassist:v1:*:{k}"));
     }
 
     #[test]
     fn a_corpus_version_cannot_reach_into_another_scope_or_glob() {
-        let sneaky = Scope { corpus_version: "a:b".into(), model: "m*".into() };
+        let sneaky = Scope {
+            corpus_version: "a:b".into(),
+            model: "m*".into(),
+        };
         let k = key();
         assert!(sneaky.exact(&k).starts_with("libriassist:v1:a%3Ab:m%2A:"));
         assert_eq!(corpus_pattern("*"), "libriassist:v1:%2A:*");

@@ -91,7 +91,10 @@ impl Caches {
     ///
     /// # Errors
     /// An invalid Redis URL. A Redis that is down is not an error: it is bypassed until it answers.
-    pub fn build(config: &CacheConfig, scope: ScopeSource) -> Result<Caches, redis_link::RedisSetupError> {
+    pub fn build(
+        config: &CacheConfig,
+        scope: ScopeSource,
+    ) -> Result<Caches, redis_link::RedisSetupError> {
         let link = match &config.redis_url {
             Some(url) => Some(redis_link::RedisLink::connect(url, config.redis_timeout())?),
             None => None,
@@ -107,8 +110,18 @@ impl Caches {
             max_entries: config.max_entries,
             ttl: config.ttl(),
         });
-        tracing::info!(backend = exact.backend(), ttl_secs = config.ttl_secs, "answer caches ready");
-        Ok(Caches { exact, semantic: Arc::default(), scope, link, semantic_settings })
+        tracing::info!(
+            backend = exact.backend(),
+            ttl_secs = config.ttl_secs,
+            "answer caches ready"
+        );
+        Ok(Caches {
+            exact,
+            semantic: Arc::default(),
+            scope,
+            link,
+            semantic_settings,
+        })
     }
 
     /// Whether the configuration wants a semantic cache (and so an embedding model).
@@ -119,9 +132,16 @@ impl Caches {
     /// Turns the semantic cache on with `embedder`. Does nothing when it is off in the
     /// configuration or already on.
     pub fn attach_embedder(&self, embedder: Arc<dyn QueryEmbedder>) {
-        let Some(settings) = self.semantic_settings.clone() else { return };
+        let Some(settings) = self.semantic_settings.clone() else {
+            return;
+        };
         let model = embedder.model_id().to_owned();
-        let cache = Arc::new(SemanticCache::new(embedder, Arc::clone(&self.exact), self.link.clone(), settings));
+        let cache = Arc::new(SemanticCache::new(
+            embedder,
+            Arc::clone(&self.exact),
+            self.link.clone(),
+            settings,
+        ));
         if self.semantic.set(Arc::clone(&cache)).is_ok() {
             tracing::info!(embedder = %model, "semantic cache ready");
             if self.link.is_some() {

@@ -22,7 +22,11 @@ pub struct Outage {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     Up,
-    Down { since: Instant, next_probe: Instant, bypassed: u64 },
+    Down {
+        since: Instant,
+        next_probe: Instant,
+        bypassed: u64,
+    },
 }
 
 /// What to do with the operation at hand.
@@ -45,7 +49,10 @@ pub enum Transition {
 
 impl Outage {
     pub fn new(probe_every: Duration) -> Self {
-        Outage { probe_every, state: State::Up }
+        Outage {
+            probe_every,
+            state: State::Up,
+        }
     }
 
     pub fn is_down(&self) -> bool {
@@ -55,7 +62,11 @@ impl Outage {
     pub fn admit(&mut self, now: Instant) -> Admit {
         match &mut self.state {
             State::Up => Admit::Go,
-            State::Down { next_probe, bypassed, .. } => {
+            State::Down {
+                next_probe,
+                bypassed,
+                ..
+            } => {
                 if now >= *next_probe {
                     *next_probe = now + self.probe_every;
                     Admit::Probe
@@ -70,9 +81,14 @@ impl Outage {
     pub fn success(&mut self, now: Instant) -> Option<Transition> {
         match self.state {
             State::Up => None,
-            State::Down { since, bypassed, .. } => {
+            State::Down {
+                since, bypassed, ..
+            } => {
                 self.state = State::Up;
-                Some(Transition::CameBack { down_for: now.saturating_duration_since(since), bypassed })
+                Some(Transition::CameBack {
+                    down_for: now.saturating_duration_since(since),
+                    bypassed,
+                })
             }
         }
     }
@@ -80,10 +96,18 @@ impl Outage {
     pub fn failure(&mut self, now: Instant) -> Option<Transition> {
         match &mut self.state {
             State::Up => {
-                self.state = State::Down { since: now, next_probe: now + self.probe_every, bypassed: 0 };
+                self.state = State::Down {
+                    since: now,
+                    next_probe: now + self.probe_every,
+                    bypassed: 0,
+                };
                 Some(Transition::WentDown)
             }
-            State::Down { next_probe, bypassed, .. } => {
+            State::Down {
+                next_probe,
+                bypassed,
+                ..
+            } => {
                 // The failed operation was a probe or was already running when Redis went down.
                 *next_probe = (*next_probe).max(now + self.probe_every);
                 *bypassed += 1;

@@ -47,7 +47,10 @@ pub struct RedisLink {
 
 impl std::fmt::Debug for RedisLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisLink").field("url", &self.display).field("timeout", &self.timeout).finish()
+        f.debug_struct("RedisLink")
+            .field("url", &self.display)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -114,7 +117,12 @@ impl RedisLink {
     ///
     /// # Errors
     /// As [`RedisLink::run`].
-    pub async fn run_within<T, F, Fut>(&self, op: &'static str, deadline: Duration, f: F) -> Result<T, Unavailable>
+    pub async fn run_within<T, F, Fut>(
+        &self,
+        op: &'static str,
+        deadline: Duration,
+        f: F,
+    ) -> Result<T, Unavailable>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -132,7 +140,10 @@ impl RedisLink {
                 return Ok(value);
             }
             Ok(Err(e)) => (Unavailable::Failed, e.to_string()),
-            Err(_) => (Unavailable::Timeout, format!("no answer within {} ms", deadline.as_millis())),
+            Err(_) => (
+                Unavailable::Timeout,
+                format!("no answer within {} ms", deadline.as_millis()),
+            ),
         };
         metrics::cache_error(op);
         let transition = self.lock().failure(now);
@@ -157,7 +168,9 @@ impl RedisLink {
 /// `redis://user:secret@host/0` -> `redis://host/0`.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &url[..scheme + 3], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -168,20 +181,33 @@ mod tests {
 
     #[test]
     fn credentials_stay_out_of_logs() {
-        assert_eq!(redact("redis://:pw@10.0.0.1:6379/0"), "redis://10.0.0.1:6379/0");
+        assert_eq!(
+            redact("redis://:pw@10.0.0.1:6379/0"),
+            "redis://10.0.0.1:6379/0"
+        );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[tokio::test]
     async fn a_dead_redis_is_a_bypass_not_an_error_and_is_then_skipped() {
         // Port 1 on loopback: nothing listens there, the connection is refused at once.
-        let link = RedisLink::connect("redis://127.0.0.1:1/0", Duration::from_millis(50)).expect("valid URL");
-        let first: Result<Option<String>, _> =
-            link.run("get", |mut c| async move { redis::cmd("GET").arg("k").query_async(&mut c).await }).await;
-        assert!(matches!(first, Err(Unavailable::Failed | Unavailable::Timeout)), "{first:?}");
+        let link = RedisLink::connect("redis://127.0.0.1:1/0", Duration::from_millis(50))
+            .expect("valid URL");
+        let first: Result<Option<String>, _> = link
+            .run("get", |mut c| async move {
+                redis::cmd("GET").arg("k").query_async(&mut c).await
+            })
+            .await;
+        assert!(
+            matches!(first, Err(Unavailable::Failed | Unavailable::Timeout)),
+            "{first:?}"
+        );
         assert!(link.is_down());
-        let second: Result<Option<String>, _> =
-            link.run("get", |mut c| async move { redis::cmd("GET").arg("k").query_async(&mut c).await }).await;
+        let second: Result<Option<String>, _> = link
+            .run("get", |mut c| async move {
+                redis::cmd("GET").arg("k").query_async(&mut c).await
+            })
+            .await;
         assert_eq!(second, Err(Unavailable::Bypassed));
     }
 }

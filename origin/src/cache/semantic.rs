@@ -76,7 +76,9 @@ pub struct SemanticSettings {
 pub enum Lookup {
     Hit(SemanticHit),
     /// No cached paraphrase: the vector is kept to store this question once it is answered.
-    Miss { vector: Vec<f32> },
+    Miss {
+        vector: Vec<f32>,
+    },
     /// The embedding failed; the question is answered as if there were no semantic cache.
     Unavailable,
 }
@@ -193,13 +195,23 @@ pub(super) fn decode_vector(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
     if bytes.len() != dim * 4 {
         return None;
     }
-    Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
 }
 
 impl SemanticCache {
     /// A semantic cache answering from `exact`. With `redis`, shared with the other origins
     /// (a background task follows their inserts); without, local to this origin.
-    pub fn new(embedder: Arc<dyn QueryEmbedder>, exact: Arc<ExactCache>, redis: Option<RedisLink>, settings: SemanticSettings) -> Self {
+    pub fn new(
+        embedder: Arc<dyn QueryEmbedder>,
+        exact: Arc<ExactCache>,
+        redis: Option<RedisLink>,
+        settings: SemanticSettings,
+    ) -> Self {
         let index = FlatIndex::new(embedder.dimensions(), settings.max_entries);
         let inner = Arc::new(Inner {
             embedder,
@@ -244,7 +256,10 @@ impl SemanticCache {
         };
         let neighbours = inner.search(scope_id, vector.clone()).await;
         if neighbours.is_empty() {
-            inner.counters.below_threshold.fetch_add(1, Ordering::Relaxed);
+            inner
+                .counters
+                .below_threshold
+                .fetch_add(1, Ordering::Relaxed);
             return Lookup::Miss { vector };
         }
         let new = Analysis::of(question);
@@ -254,7 +269,9 @@ impl SemanticCache {
                 inner.rejected(guard, question, &candidate);
                 continue;
             }
-            let Some(key) = CacheKey::parse(&candidate.entry.key) else { continue };
+            let Some(key) = CacheKey::parse(&candidate.entry.key) else {
+                continue;
+            };
             match inner.exact.get(scope, &key).await {
                 Some(found) => {
                     inner.hit(scope, scope_id, question, &candidate);
@@ -281,9 +298,16 @@ impl SemanticCache {
     pub async fn insert(&self, scope: &Scope, key: &CacheKey, question: &str, vector: Vec<f32>) {
         let inner = &self.inner;
         let scope_id = inner.scope_id(scope);
-        let entry = Entry { scope: scope_id, key: key.as_str().to_owned(), question: Arc::from(question) };
+        let entry = Entry {
+            scope: scope_id,
+            key: key.as_str().to_owned(),
+            question: Arc::from(question),
+        };
         if !inner.write_index().insert(entry, &vector) {
-            tracing::warn!(dimensions = vector.len(), "question vector of an unexpected dimension not cached");
+            tracing::warn!(
+                dimensions = vector.len(),
+                "question vector of an unexpected dimension not cached"
+            );
             return;
         }
         metrics::semantic_entries(self.len());
@@ -291,7 +315,10 @@ impl SemanticCache {
         let embedder = inner.embedder.model_id().to_owned();
         let s = &inner.settings;
         let (ttl, max) = (s.ttl.as_secs(), s.max_entries);
-        let (entry_key, index_key) = (scope.semantic_entry(&embedder, key.as_str()), scope.semantic_index(&embedder));
+        let (entry_key, index_key) = (
+            scope.semantic_entry(&embedder, key.as_str()),
+            scope.semantic_index(&embedder),
+        );
         let entry_prefix = scope.semantic_entry(&embedder, "");
         let (scope, key, question) = (scope.clone(), key.as_str().to_owned(), question.to_owned());
         let _ = link
@@ -320,7 +347,9 @@ impl SemanticCache {
     /// Applies a purge to this origin's index and, with Redis, tells the other origins.
     pub async fn purged(&self, purge: &Purge) {
         self.inner.apply_purge(purge);
-        let Some(link) = &self.inner.redis else { return };
+        let Some(link) = &self.inner.redis else {
+            return;
+        };
         let (op, arg) = match purge {
             Purge::All => ("purge_all", String::new()),
             Purge::Corpus(c) => ("purge_corpus", c.clone()),
@@ -354,7 +383,11 @@ impl SemanticCache {
             lookups: get(&c.lookups),
             hits: get(&c.hits),
             below_threshold: get(&c.below_threshold),
-            rejected_by_guard: Guard::ALL.iter().zip(&c.rejected).map(|(g, n)| (g.as_str(), get(n))).collect(),
+            rejected_by_guard: Guard::ALL
+                .iter()
+                .zip(&c.rejected)
+                .map(|(g, n)| (g.as_str(), get(n)))
+                .collect(),
             recent_hits: lock(&self.inner.recent).iter().cloned().collect(),
         }
     }
@@ -410,12 +443,18 @@ impl Inner {
             return self.read_index().search(scope_id, &vector, k, min);
         }
         let inner = Arc::clone(self);
-        tokio::task::spawn_blocking(move || inner.read_index().search(scope_id, &vector, k, min)).await.unwrap_or_default()
+        tokio::task::spawn_blocking(move || inner.read_index().search(scope_id, &vector, k, min))
+            .await
+            .unwrap_or_default()
     }
 
     fn rejected(&self, guard: Guard, question: &str, candidate: &Neighbour) {
         metrics::semantic_rejected(guard.as_str());
-        if let Some(n) = self.counters.rejected.get(Guard::ALL.iter().position(|g| *g == guard).unwrap_or(0)) {
+        if let Some(n) = self
+            .counters
+            .rejected
+            .get(Guard::ALL.iter().position(|g| *g == guard).unwrap_or(0))
+        {
             n.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(guard = guard.as_str(), similarity = candidate.similarity, question, cached = %candidate.entry.question, "semantic candidate refused by a guard");
@@ -440,7 +479,10 @@ impl Inner {
         // Keep the vector alive and last in line for eviction, off the request's path.
         if let Some(link) = self.redis.clone() {
             let embedder = self.embedder.model_id().to_owned();
-            let (entry_key, index_key) = (scope.semantic_entry(&embedder, &candidate.entry.key), scope.semantic_index(&embedder));
+            let (entry_key, index_key) = (
+                scope.semantic_entry(&embedder, &candidate.entry.key),
+                scope.semantic_index(&embedder),
+            );
             let (member, ttl) = (candidate.entry.key.clone(), self.settings.ttl.as_secs());
             tokio::spawn(async move {
                 let _ = link
@@ -469,7 +511,12 @@ impl Inner {
             Purge::All => self.write_index().retain(|_| false),
             Purge::Key(k) => self.write_index().retain(|e| e.key != k.as_str()),
             Purge::Corpus(c) => {
-                let ids: HashSet<u32> = lock(&self.scopes).all().into_iter().filter(|(s, _)| &s.corpus_version == c).map(|(_, id)| id).collect();
+                let ids: HashSet<u32> = lock(&self.scopes)
+                    .all()
+                    .into_iter()
+                    .filter(|(s, _)| &s.corpus_version == c)
+                    .map(|(_, id)| id)
+                    .collect();
                 self.write_index().retain(|e| !ids.contains(&e.scope))
             }
         };
@@ -502,7 +549,9 @@ pub(crate) mod tests {
     pub(crate) fn bag_of_words(text: &str) -> Vec<f32> {
         let mut v = vec![0.0f32; 64];
         for t in super::super::text::tokenize(text) {
-            let h = t.folded.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            let h = t.folded.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
             v[(h % 64) as usize] += 1.0;
         }
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
@@ -510,31 +559,88 @@ pub(crate) mod tests {
     }
 
     fn settings(threshold: f32) -> SemanticSettings {
-        SemanticSettings { threshold, candidates: 5, guards: GuardSettings::default(), max_entries: 100, ttl: Duration::from_secs(60) }
+        SemanticSettings {
+            threshold,
+            candidates: 5,
+            guards: GuardSettings::default(),
+            max_entries: 100,
+            ttl: Duration::from_secs(60),
+        }
     }
 
-    async fn answered(cache: &SemanticCache, exact: &ExactCache, scope: &Scope, question: &str, answer: &str) {
-        let key = cache_key(&ChatRequest { question: question.into(), history: vec![], session_id: None });
-        let entry = CachedAnswer { answer: answer.into(), sources: vec![], model: "m".into(), mode: Mode::Generated };
-        exact.put(scope, &key, question, &entry).await.expect("memory put");
-        cache.insert(scope, &key, question, bag_of_words(question)).await;
+    async fn answered(
+        cache: &SemanticCache,
+        exact: &ExactCache,
+        scope: &Scope,
+        question: &str,
+        answer: &str,
+    ) {
+        let key = cache_key(&ChatRequest {
+            question: question.into(),
+            history: vec![],
+            session_id: None,
+        });
+        let entry = CachedAnswer {
+            answer: answer.into(),
+            sources: vec![],
+            model: "m".into(),
+            mode: Mode::Generated,
+        };
+        exact
+            .put(scope, &key, question, &entry)
+            .await
+            .expect("memory put");
+        cache
+            .insert(scope, &key, question, bag_of_words(question))
+            .await;
     }
 
     #[tokio::test]
     async fn paraphrase_hits_and_guarded_lookalikes_miss() {
         let exact = Arc::new(ExactCache::memory(100, Duration::from_secs(60)));
-        let cache = SemanticCache::new(Arc::new(BagOfWords), Arc::clone(&exact), None, settings(0.6));
-        let scope = Scope { corpus_version: "v".into(), model: "m".into() };
-        answered(&cache, &exact, &scope, "Quels formats proposez-vous ?", "Poche et numérique.").await;
+        let cache = SemanticCache::new(
+            Arc::new(BagOfWords),
+            Arc::clone(&exact),
+            None,
+            settings(0.6),
+        );
+        let scope = Scope {
+            corpus_version: "v".into(),
+            model: "m".into(),
+        };
+        answered(
+            &cache,
+            &exact,
+            &scope,
+            "Quels formats proposez-vous ?",
+            "Poche et numérique.",
+        )
+        .await;
 
-        let Lookup::Hit(hit) = cache.lookup(&scope, "Quels formats proposez-vous donc ?").await else { panic!("paraphrase should hit") };
+        let Lookup::Hit(hit) = cache
+            .lookup(&scope, "Quels formats proposez-vous donc ?")
+            .await
+        else {
+            panic!("paraphrase should hit")
+        };
         assert_eq!(hit.answer.answer, "Poche et numérique.");
         assert!(hit.similarity >= 0.6);
         assert_eq!(&*hit.question, "Quels formats proposez-vous ?");
 
-        assert!(matches!(cache.lookup(&scope, "Quels formats ne proposez-vous pas ?").await, Lookup::Miss { .. }));
-        let other = Scope { corpus_version: "v2".into(), model: "m".into() };
-        assert!(matches!(cache.lookup(&other, "Quels formats proposez-vous ?").await, Lookup::Miss { .. }));
+        assert!(matches!(
+            cache
+                .lookup(&scope, "Quels formats ne proposez-vous pas ?")
+                .await,
+            Lookup::Miss { .. }
+        ));
+        let other = Scope {
+            corpus_version: "v2".into(),
+            model: "m".into(),
+        };
+        assert!(matches!(
+            cache.lookup(&other, "Quels formats proposez-vous ?").await,
+            Lookup::Miss { .. }
+        ));
 
         let stats = cache.stats();
         assert_eq!((stats.lookups, stats.hits), (3, 1));
@@ -545,13 +651,40 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_purged_answer_ends_its_semantic_hits() {
         let exact = Arc::new(ExactCache::memory(100, Duration::from_secs(60)));
-        let cache = SemanticCache::new(Arc::new(BagOfWords), Arc::clone(&exact), None, settings(0.6));
-        let scope = Scope { corpus_version: "v".into(), model: "m".into() };
-        answered(&cache, &exact, &scope, "Quels formats proposez-vous ?", "Poche.").await;
+        let cache = SemanticCache::new(
+            Arc::new(BagOfWords),
+            Arc::clone(&exact),
+            None,
+            settings(0.6),
+        );
+        let scope = Scope {
+            corpus_version: "v".into(),
+            model: "m".into(),
+        };
+        answered(
+            &cache,
+            &exact,
+            &scope,
+            "Quels formats proposez-vous ?",
+            "Poche.",
+        )
+        .await;
         exact.purge(&Purge::All).await.expect("memory purge");
-        assert!(matches!(cache.lookup(&scope, "Quels formats proposez-vous donc ?").await, Lookup::Miss { .. }));
+        assert!(matches!(
+            cache
+                .lookup(&scope, "Quels formats proposez-vous donc ?")
+                .await,
+            Lookup::Miss { .. }
+        ));
         assert_eq!(cache.len(), 0, "the orphan vector was dropped");
-        answered(&cache, &exact, &scope, "Quels formats proposez-vous ?", "Poche.").await;
+        answered(
+            &cache,
+            &exact,
+            &scope,
+            "Quels formats proposez-vous ?",
+            "Poche.",
+        )
+        .await;
         cache.purged(&Purge::Corpus("v".into())).await;
         assert!(cache.is_empty());
     }

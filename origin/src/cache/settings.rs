@@ -57,7 +57,12 @@ impl Default for CacheConfig {
 
 impl Default for SemanticConfig {
     fn default() -> Self {
-        SemanticConfig { enabled: true, threshold: DEFAULT_THRESHOLD, candidates: 5, guards: GuardSettings::default() }
+        SemanticConfig {
+            enabled: true,
+            threshold: DEFAULT_THRESHOLD,
+            candidates: 5,
+            guards: GuardSettings::default(),
+        }
     }
 }
 
@@ -118,7 +123,9 @@ impl CacheConfig {
         }
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-                return Err(format!("cache.redis_url {url:?} must start with redis:// or unix://"));
+                return Err(format!(
+                    "cache.redis_url {url:?} must start with redis:// or unix://"
+                ));
             }
         }
         let s = &self.semantic;
@@ -148,7 +155,10 @@ pub struct CacheOverrides {
     #[arg(long = "cache-ttl-secs", env = "LIBRIASSIST_CACHE_TTL_SECS")]
     pub ttl_secs: Option<u64>,
     /// Redis timeout on the request path before the cache is bypassed, ms [default: 50].
-    #[arg(long = "cache-redis-timeout-ms", env = "LIBRIASSIST_CACHE_REDIS_TIMEOUT_MS")]
+    #[arg(
+        long = "cache-redis-timeout-ms",
+        env = "LIBRIASSIST_CACHE_REDIS_TIMEOUT_MS"
+    )]
     pub redis_timeout_ms: Option<u64>,
     /// Entries kept in memory (in-memory cache, semantic index) [default: 100000].
     #[arg(long = "cache-max-entries", env = "LIBRIASSIST_CACHE_MAX_ENTRIES")]
@@ -160,7 +170,10 @@ pub struct CacheOverrides {
     #[arg(long = "cache-semantic", env = "LIBRIASSIST_CACHE_SEMANTIC")]
     pub semantic: Option<bool>,
     /// Cosine similarity threshold of the semantic cache [default: 0.90].
-    #[arg(long = "cache-semantic-threshold", env = "LIBRIASSIST_CACHE_SEMANTIC_THRESHOLD")]
+    #[arg(
+        long = "cache-semantic-threshold",
+        env = "LIBRIASSIST_CACHE_SEMANTIC_THRESHOLD"
+    )]
     pub semantic_threshold: Option<f32>,
 }
 
@@ -180,12 +193,27 @@ mod tests {
         });
         assert_eq!((c.ttl_secs, c.semantic.threshold), (5, 0.95));
         assert_eq!(c.validate(), Ok(()));
-        c.apply(&CacheOverrides { redis_url: Some(" ".into()), ..Default::default() });
+        c.apply(&CacheOverrides {
+            redis_url: Some(" ".into()),
+            ..Default::default()
+        });
         assert_eq!(c.redis_url, None);
         for bad in [
-            CacheConfig { ttl_secs: 0, ..Default::default() },
-            CacheConfig { redis_url: Some("http://x".into()), ..Default::default() },
-            CacheConfig { semantic: SemanticConfig { threshold: 1.5, ..Default::default() }, ..Default::default() },
+            CacheConfig {
+                ttl_secs: 0,
+                ..Default::default()
+            },
+            CacheConfig {
+                redis_url: Some("http://x".into()),
+                ..Default::default()
+            },
+            CacheConfig {
+                semantic: SemanticConfig {
+                    threshold: 1.5,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

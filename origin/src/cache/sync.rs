@@ -7,10 +7,10 @@
 //! Stream entries are idempotent (adding a known vector replaces it), so reading an entry that
 //! a load already covered, or one this origin wrote itself, is harmless.
 
+use super::index::Entry;
 use super::keys::{Scope, STREAM};
 use super::redis_link::Unavailable;
 use super::semantic::{decode_vector, Inner};
-use super::index::Entry;
 use super::Purge;
 use libriassist_protocol::CacheKey;
 use redis::streams::StreamReadReply;
@@ -31,15 +31,28 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 /// Redis unavailable; the index keeps what it had.
-pub(super) async fn load_scope(inner: &Arc<Inner>, scope: &Scope, scope_id: u32) -> Result<usize, Unavailable> {
-    let Some(link) = &inner.redis else { return Ok(0) };
+pub(super) async fn load_scope(
+    inner: &Arc<Inner>,
+    scope: &Scope,
+    scope_id: u32,
+) -> Result<usize, Unavailable> {
+    let Some(link) = &inner.redis else {
+        return Ok(0);
+    };
     let embedder = inner.embedder.model_id().to_owned();
     let index_key = scope.semantic_index(&embedder);
     let max = inner.settings.max_entries;
     let members: Vec<String> = link
         .run_within("load", LOAD_DEADLINE, |mut c| {
             let index_key = index_key.clone();
-            async move { redis::cmd("ZREVRANGE").arg(index_key).arg(0).arg(max.saturating_sub(1)).query_async(&mut c).await }
+            async move {
+                redis::cmd("ZREVRANGE")
+                    .arg(index_key)
+                    .arg(0)
+                    .arg(max.saturating_sub(1))
+                    .query_async(&mut c)
+                    .await
+            }
         })
         .await?;
     let dim = inner.embedder.dimensions();
@@ -47,7 +60,10 @@ pub(super) async fn load_scope(inner: &Arc<Inner>, scope: &Scope, scope_id: u32)
     // Oldest first, so that the index's own eviction order matches Redis's.
     let members: Vec<String> = members.into_iter().rev().collect();
     for batch in members.chunks(LOAD_BATCH) {
-        let keys: Vec<String> = batch.iter().map(|m| scope.semantic_entry(&embedder, m)).collect();
+        let keys: Vec<String> = batch
+            .iter()
+            .map(|m| scope.semantic_entry(&embedder, m))
+            .collect();
         let rows: Vec<(Option<String>, Option<Vec<u8>>)> = link
             .run_within("load", LOAD_DEADLINE, |mut c| async move {
                 let mut pipe = redis::pipe();
@@ -64,7 +80,11 @@ pub(super) async fn load_scope(inner: &Arc<Inner>, scope: &Scope, scope_id: u32)
                 match row {
                     (Some(question), Some(bytes)) => {
                         if let Some(vector) = decode_vector(&bytes, dim) {
-                            let entry = Entry { scope: scope_id, key: member.clone(), question: Arc::from(question) };
+                            let entry = Entry {
+                                scope: scope_id,
+                                key: member.clone(),
+                                question: Arc::from(question),
+                            };
                             if index.insert(entry, &vector) {
                                 loaded += 1;
                             }
@@ -77,7 +97,15 @@ pub(super) async fn load_scope(inner: &Arc<Inner>, scope: &Scope, scope_id: u32)
         }
         if !gone.is_empty() {
             let index_key = index_key.clone();
-            let _ = link.run("load", |mut c| async move { redis::cmd("ZREM").arg(index_key).arg(gone).query_async::<i64>(&mut c).await }).await;
+            let _ = link
+                .run("load", |mut c| async move {
+                    redis::cmd("ZREM")
+                        .arg(index_key)
+                        .arg(gone)
+                        .query_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
         }
     }
     crate::metrics::semantic_entries(inner.read_index().len());
@@ -109,13 +137,27 @@ pub(super) fn spawn_reader(inner: Weak<Inner>) {
 
 /// Reads the stream until the cache is dropped (Ok) or Redis fails (Err).
 async fn read_stream(weak: &Weak<Inner>) -> redis::RedisResult<()> {
-    let Some(client) = weak.upgrade().and_then(|i| i.redis.as_ref().map(|r| r.client().clone())) else { return Ok(()) };
+    let Some(client) = weak
+        .upgrade()
+        .and_then(|i| i.redis.as_ref().map(|r| r.client().clone()))
+    else {
+        return Ok(());
+    };
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(1)))
         .set_response_timeout(Some(BLOCK + Duration::from_secs(3)));
-    let mut connection = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     // Start from the present: what came before is in Redis already and is loaded per scope.
-    let last: Value = redis::cmd("XREVRANGE").arg(STREAM).arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut connection).await?;
+    let last: Value = redis::cmd("XREVRANGE")
+        .arg(STREAM)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut connection)
+        .await?;
     let mut last_id = first_id(&last).unwrap_or_else(|| "0-0".to_owned());
     // A reconnection may have missed entries: reload every scope served so far.
     if let Some(inner) = weak.upgrade() {
@@ -136,7 +178,9 @@ async fn read_stream(weak: &Weak<Inner>) -> redis::RedisResult<()> {
             .arg(&last_id)
             .query_async(&mut connection)
             .await?;
-        let Some(inner) = weak.upgrade() else { return Ok(()) };
+        let Some(inner) = weak.upgrade() else {
+            return Ok(());
+        };
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             for id in key.ids {
                 apply(&inner, &id.map);
@@ -147,8 +191,12 @@ async fn read_stream(weak: &Weak<Inner>) -> redis::RedisResult<()> {
 }
 
 fn first_id(value: &Value) -> Option<String> {
-    let Value::Array(entries) = value else { return None };
-    let Value::Array(entry) = entries.first()? else { return None };
+    let Value::Array(entries) = value else {
+        return None;
+    };
+    let Value::Array(entry) = entries.first()? else {
+        return None;
+    };
     match entry.first()? {
         Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
         Value::SimpleString(s) => Some(s.clone()),
@@ -168,20 +216,37 @@ fn text(map: &std::collections::HashMap<String, Value>, field: &str) -> Option<S
 fn apply(inner: &Arc<Inner>, map: &std::collections::HashMap<String, Value>) {
     match text(map, "op").as_deref() {
         Some("add") => {
-            let (Some(corpus), Some(model), Some(embedder), Some(key), Some(question)) =
-                (text(map, "corpus"), text(map, "model"), text(map, "embedder"), text(map, "key"), text(map, "q"))
-            else {
+            let (Some(corpus), Some(model), Some(embedder), Some(key), Some(question)) = (
+                text(map, "corpus"),
+                text(map, "model"),
+                text(map, "embedder"),
+                text(map, "key"),
+                text(map, "q"),
+            ) else {
                 return;
             };
             if embedder != inner.embedder.model_id() {
                 return;
             }
-            let scope = Scope { corpus_version: corpus, model };
+            let scope = Scope {
+                corpus_version: corpus,
+                model,
+            };
             // Only scopes this origin serves: others are loaded if and when it does.
-            let Some(scope_id) = inner.scopes.lock().ok().and_then(|s| s.known(&scope)) else { return };
-            let Some(Value::BulkString(bytes)) = map.get("v") else { return };
-            let Some(vector) = decode_vector(bytes, inner.embedder.dimensions()) else { return };
-            let entry = Entry { scope: scope_id, key, question: Arc::from(question) };
+            let Some(scope_id) = inner.scopes.lock().ok().and_then(|s| s.known(&scope)) else {
+                return;
+            };
+            let Some(Value::BulkString(bytes)) = map.get("v") else {
+                return;
+            };
+            let Some(vector) = decode_vector(bytes, inner.embedder.dimensions()) else {
+                return;
+            };
+            let entry = Entry {
+                scope: scope_id,
+                key,
+                question: Arc::from(question),
+            };
             inner.write_index().insert(entry, &vector);
             crate::metrics::semantic_entries(inner.read_index().len());
         }

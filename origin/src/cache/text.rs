@@ -10,8 +10,9 @@
 //! Pure functions, no allocation-heavy models: an analysis takes microseconds.
 
 use super::lexicon::{
-    DECISIVE_INTERROGATIVES, ENGLISH_MARKERS, ENGLISH_STOP_WORDS, FRENCH_MARKERS, FRENCH_STOP_WORDS,
-    INVERTED_PRONOUNS, NEGATION_MARKERS, NUMBER_WORDS, ORDINAL_WORDS, STORE_OFFER_VERBS, SYNONYMS,
+    DECISIVE_INTERROGATIVES, ENGLISH_MARKERS, ENGLISH_STOP_WORDS, FRENCH_MARKERS,
+    FRENCH_STOP_WORDS, INVERTED_PRONOUNS, NEGATION_MARKERS, NUMBER_WORDS, ORDINAL_WORDS,
+    STORE_OFFER_VERBS, SYNONYMS,
 };
 use rust_stemmers::{Algorithm, Stemmer};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -84,7 +85,12 @@ pub fn tokenize(text: &str) -> Vec<Token> {
             continue;
         }
         if !word.is_empty() {
-            push_token(&mut tokens, std::mem::take(&mut word), &separator, sentence_start);
+            push_token(
+                &mut tokens,
+                std::mem::take(&mut word),
+                &separator,
+                sentence_start,
+            );
             sentence_start = false;
             separator.clear();
         }
@@ -116,7 +122,14 @@ fn push_token(tokens: &mut Vec<Token>, word: String, separator: &str, sentence_i
         }
     }
     let store_subject = tokens.last().is_some_and(|t| t.folded == "vous");
-    tokens.push(Token { original: word, folded, sentence_initial, inverted: false, store_subject, after_apostrophe });
+    tokens.push(Token {
+        original: word,
+        folded,
+        sentence_initial,
+        inverted: false,
+        store_subject,
+        after_apostrophe,
+    });
 }
 
 fn set(words: &'static [&'static str]) -> HashSet<String> {
@@ -145,7 +158,11 @@ fn lexicon() -> &'static Lexicon {
             stop,
             negation: set(NEGATION_MARKERS),
             // Folded: "ou" (or) would collide with "où" (where), so "où" is matched before folding.
-            interrogative: DECISIVE_INTERROGATIVES.iter().filter(|w| **w != "où").map(|w| fold(w)).collect(),
+            interrogative: DECISIVE_INTERROGATIVES
+                .iter()
+                .filter(|w| **w != "où")
+                .map(|w| fold(w))
+                .collect(),
             numbers: NUMBER_WORDS.iter().map(|(w, v)| (fold(w), *v)).collect(),
             ordinals: ORDINAL_WORDS.iter().map(|(w, v)| (fold(w), *v)).collect(),
             french: set(FRENCH_MARKERS),
@@ -154,10 +171,18 @@ fn lexicon() -> &'static Lexicon {
                 .iter()
                 .flat_map(|group| {
                     let canonical = stem(group[0], Some(Language::French));
-                    group.iter().flat_map(move |w| [(fold(w), canonical.clone()), (stem(w, Some(Language::French)), canonical.clone())])
+                    group.iter().flat_map(move |w| {
+                        [
+                            (fold(w), canonical.clone()),
+                            (stem(w, Some(Language::French)), canonical.clone()),
+                        ]
+                    })
                 })
                 .collect(),
-            store_offer: STORE_OFFER_VERBS.iter().map(|w| stem(w, Some(Language::French))).collect(),
+            store_offer: STORE_OFFER_VERBS
+                .iter()
+                .map(|w| stem(w, Some(Language::French)))
+                .collect(),
         }
     })
 }
@@ -172,8 +197,14 @@ pub fn stem(word: &str, language: Option<Language>) -> String {
     static ENGLISH: OnceLock<Stemmer> = OnceLock::new();
     let lower = word.to_lowercase();
     let stemmed = match language {
-        Some(Language::English) => ENGLISH.get_or_init(|| Stemmer::create(Algorithm::English)).stem(&lower).into_owned(),
-        _ => FRENCH.get_or_init(|| Stemmer::create(Algorithm::French)).stem(&lower).into_owned(),
+        Some(Language::English) => ENGLISH
+            .get_or_init(|| Stemmer::create(Algorithm::English))
+            .stem(&lower)
+            .into_owned(),
+        _ => FRENCH
+            .get_or_init(|| Stemmer::create(Algorithm::French))
+            .stem(&lower)
+            .into_owned(),
     };
     fold(&stemmed)
 }
@@ -204,8 +235,13 @@ impl Analysis {
         let mut negated = false;
         for (i, t) in tokens.iter().enumerate() {
             let next_is_importe = tokens.get(i + 1).is_some_and(|n| n.folded == "importe");
-            let english_nt = t.folded == "t" && t.after_apostrophe && i > 0 && tokens[i - 1].folded.ends_with('n');
-            if (lex.negation.contains(&t.folded) && !(t.folded == "n" && next_is_importe)) || english_nt {
+            let english_nt = t.folded == "t"
+                && t.after_apostrophe
+                && i > 0
+                && tokens[i - 1].folded.ends_with('n');
+            if (lex.negation.contains(&t.folded) && !(t.folded == "n" && next_is_importe))
+                || english_nt
+            {
                 negated = true;
             }
         }
@@ -222,18 +258,28 @@ impl Analysis {
             vocabulary.insert(t.folded.clone());
             vocabulary.insert(word_stem.clone());
             // "Combien de temps ?" asks for a delay, as "Quel délai ?" does.
-            let how_long = t.folded == "combien" && tokens.get(i + 1).is_some_and(|n| n.folded == "de") && tokens.get(i + 2).is_some_and(|n| n.folded == "temps");
+            let how_long = t.folded == "combien"
+                && tokens.get(i + 1).is_some_and(|n| n.folded == "de")
+                && tokens.get(i + 2).is_some_and(|n| n.folded == "temps");
             if how_long {
                 content.insert(delay.clone());
                 continue;
             }
-            if t.folded == "temps" && i >= 2 && tokens[i - 2].folded == "combien" && tokens[i - 1].folded == "de" {
+            if t.folded == "temps"
+                && i >= 2
+                && tokens[i - 2].folded == "combien"
+                && tokens[i - 1].folded == "de"
+            {
                 continue;
             }
             let lower = t.original.to_lowercase();
             let interrogative = lower == "où" || lex.interrogative.contains(&t.folded);
             if interrogative {
-                interrogatives.insert(if lower == "où" { lower.clone() } else { t.folded.clone() });
+                interrogatives.insert(if lower == "où" {
+                    lower.clone()
+                } else {
+                    t.folded.clone()
+                });
             }
             let offered_by_store = t.store_subject && lex.store_offer.contains(&word_stem);
             let special = interrogative
@@ -257,13 +303,25 @@ impl Analysis {
         if content.contains(&price) {
             interrogatives.remove("combien");
         }
-        Analysis { language, negated, numbers, names, vocabulary, content, interrogatives }
+        Analysis {
+            language,
+            negated,
+            numbers,
+            names,
+            vocabulary,
+            content,
+            interrogatives,
+        }
     }
 }
 
 /// The stem a topic word is compared by: its synonym group's, or its own.
 fn topic(lex: &Lexicon, folded: &str, word_stem: &str) -> String {
-    lex.synonyms.get(folded).or_else(|| lex.synonyms.get(word_stem)).cloned().unwrap_or_else(|| word_stem.to_owned())
+    lex.synonyms
+        .get(folded)
+        .or_else(|| lex.synonyms.get(word_stem))
+        .cloned()
+        .unwrap_or_else(|| word_stem.to_owned())
 }
 
 fn starts_uppercase(word: &str) -> bool {
@@ -272,8 +330,14 @@ fn starts_uppercase(word: &str) -> bool {
 
 fn detect_language(tokens: &[Token]) -> Option<Language> {
     let lex = lexicon();
-    let french = tokens.iter().filter(|t| lex.french.contains(&t.folded)).count();
-    let english = tokens.iter().filter(|t| lex.english.contains(&t.folded)).count();
+    let french = tokens
+        .iter()
+        .filter(|t| lex.french.contains(&t.folded))
+        .count();
+    let english = tokens
+        .iter()
+        .filter(|t| lex.english.contains(&t.folded))
+        .count();
     match french.cmp(&english) {
         std::cmp::Ordering::Greater => Some(Language::French),
         std::cmp::Ordering::Less => Some(Language::English),
@@ -283,12 +347,16 @@ fn detect_language(tokens: &[Token]) -> Option<Language> {
 
 fn is_number_word(folded: &str) -> bool {
     let lex = lexicon();
-    lex.numbers.contains_key(folded) || lex.ordinals.contains_key(folded) || ordinal_suffix_value(folded).is_some()
+    lex.numbers.contains_key(folded)
+        || lex.ordinals.contains_key(folded)
+        || ordinal_suffix_value(folded).is_some()
 }
 
 /// "deuxième" -> 2, "cinquième" -> 5, "vingtième" -> 20.
 fn ordinal_suffix_value(folded: &str) -> Option<u64> {
-    let base = folded.strip_suffix("iemes").or_else(|| folded.strip_suffix("ieme"))?;
+    let base = folded
+        .strip_suffix("iemes")
+        .or_else(|| folded.strip_suffix("ieme"))?;
     let base = match base {
         "cinqu" => "cinq",
         "neuv" => "neuf",
@@ -317,7 +385,12 @@ pub fn numbers(text: &str, tokens: &[Token]) -> Vec<String> {
         }
         // "vingt et un": "et" and "un" belong to the number only between number words.
         let in_run = !run.is_empty();
-        if in_run && w == "et" && tokens.get(i + 1).is_some_and(|n| matches!(n.folded.as_str(), "un" | "une" | "onze")) {
+        if in_run
+            && w == "et"
+            && tokens
+                .get(i + 1)
+                .is_some_and(|n| matches!(n.folded.as_str(), "un" | "une" | "onze"))
+        {
             continue;
         }
         if in_run && matches!(w, "un" | "une") && i > 0 && tokens[i - 1].folded == "et" {
@@ -325,8 +398,17 @@ pub fn numbers(text: &str, tokens: &[Token]) -> Vec<String> {
             continue;
         }
         flush(&mut run, &mut out);
-        if let Some(v) = lex.ordinals.get(w).copied().or_else(|| ordinal_suffix_value(w)) {
-            out.push(if v == u64::MAX { "last".to_owned() } else { v.to_string() });
+        if let Some(v) = lex
+            .ordinals
+            .get(w)
+            .copied()
+            .or_else(|| ordinal_suffix_value(w))
+        {
+            out.push(if v == u64::MAX {
+                "last".to_owned()
+            } else {
+                v.to_string()
+            });
         }
     }
     flush(&mut run, &mut out);
@@ -371,7 +453,9 @@ fn digit_numbers(text: &str) -> Vec<String> {
             i += 1;
         }
         // Thousands groups: a space (plain or French no-break) then exactly three digits.
-        while chars.get(i).is_some_and(|c| matches!(c, ' ' | '\u{a0}' | '\u{202f}'))
+        while chars
+            .get(i)
+            .is_some_and(|c| matches!(c, ' ' | '\u{a0}' | '\u{202f}'))
             && digit(i + 1)
             && digit(i + 2)
             && digit(i + 3)
@@ -391,7 +475,11 @@ fn digit_numbers(text: &str) -> Vec<String> {
         let int = int.trim_start_matches('0');
         let int = if int.is_empty() { "0" } else { int };
         let frac = frac.trim_end_matches('0');
-        out.push(if frac.is_empty() { int.to_owned() } else { format!("{int}.{frac}") });
+        out.push(if frac.is_empty() {
+            int.to_owned()
+        } else {
+            format!("{int}.{frac}")
+        });
     }
     out
 }
@@ -406,7 +494,10 @@ mod tests {
 
     #[test]
     fn tokens_split_elisions_and_hyphens_and_spot_inverted_verbs() {
-        assert_eq!(words("Qu'est-ce qu'un e-book ?"), ["Qu", "est", "ce", "qu", "un", "e", "book"]);
+        assert_eq!(
+            words("Qu'est-ce qu'un e-book ?"),
+            ["Qu", "est", "ce", "qu", "un", "e", "book"]
+        );
         let t = tokenize("Livrez-vous à Lyon ? Existe-t-il un retrait ?");
         assert!(t[0].inverted && t[0].sentence_initial);
         assert!(!t[3].sentence_initial, "Lyon");
@@ -449,7 +540,13 @@ mod tests {
         ] {
             assert!(Analysis::of(negative).negated, "{negative}");
         }
-        for positive in ["Quels formats proposez-vous ?", "Puis-je payer avec n'importe quelle carte ?", "Plus de livres ?", "Prix par personne ?", "Where is my card?"] {
+        for positive in [
+            "Quels formats proposez-vous ?",
+            "Puis-je payer avec n'importe quelle carte ?",
+            "Plus de livres ?",
+            "Prix par personne ?",
+            "Where is my card?",
+        ] {
             assert!(!Analysis::of(positive).negated, "{positive}");
         }
     }
@@ -458,7 +555,10 @@ mod tests {
     fn names_ignore_sentence_starts_that_are_verbs_or_stop_words() {
         let names = |t: &str| Analysis::of(t).names.into_iter().collect::<Vec<_>>();
         assert_eq!(names("Livrez-vous à Lyon ?"), ["lyon"]);
-        assert_eq!(names("Quels sont vos horaires à Saint-Étienne ?"), ["etienne", "saint"]);
+        assert_eq!(
+            names("Quels sont vos horaires à Saint-Étienne ?"),
+            ["etienne", "saint"]
+        );
         assert_eq!(names("Paris, livrez-vous là-bas ?"), ["paris"]);
         assert_eq!(names("Avez-vous Germinal de Zola ?"), ["germinal", "zola"]);
         assert_eq!(names("Can I use Apple Pay?"), ["apple", "pay"]);
@@ -473,13 +573,21 @@ mod tests {
         assert_eq!(a.content, b.content);
         assert!(a.content.iter().all(|w| !is_stop_word(w)));
         assert_eq!(a.language, Some(Language::French));
-        assert_eq!(Analysis::of("What formats do you sell?").language, Some(Language::English));
+        assert_eq!(
+            Analysis::of("What formats do you sell?").language,
+            Some(Language::English)
+        );
         assert_eq!(Analysis::of("EPUB").language, None);
     }
 
     #[test]
     fn interrogatives() {
-        let i = |t: &str| Analysis::of(t).interrogatives.into_iter().collect::<Vec<_>>();
+        let i = |t: &str| {
+            Analysis::of(t)
+                .interrogatives
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
         assert_eq!(i("Où livrez-vous ?"), ["où"]);
         assert!(i("Ou livrez-vous ?").is_empty());
         assert_eq!(i("Quand livrez-vous ?"), ["quand"]);

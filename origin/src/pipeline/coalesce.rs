@@ -82,7 +82,10 @@ fn lock(map: &FlightMap) -> MutexGuard<'_, HashMap<String, Arc<Flight>>> {
 impl Coalesce {
     /// `enabled = false`: every request leads its own flight, nobody joins.
     pub fn new(enabled: bool) -> Self {
-        Coalesce { flights: Arc::new(Mutex::new(HashMap::new())), enabled }
+        Coalesce {
+            flights: Arc::new(Mutex::new(HashMap::new())),
+            enabled,
+        }
     }
 
     /// Generations running now (for stats).
@@ -106,18 +109,36 @@ impl Coalesce {
                         abandoned: Notify::new(),
                     });
                     // Without coalescing the flight is private: a unique key nobody looks up.
-                    let key = if self.enabled { key } else { format!("{key}\n{}", uuid::Uuid::new_v4()) };
+                    let key = if self.enabled {
+                        key
+                    } else {
+                        format!("{key}\n{}", uuid::Uuid::new_v4())
+                    };
                     map.insert(key.clone(), Arc::clone(&flight));
                     (flight, key, true)
                 }
             }
         };
-        let registration = Registration { flight: Arc::clone(&flight), flights: Arc::clone(&self.flights) };
+        let registration = Registration {
+            flight: Arc::clone(&flight),
+            flights: Arc::clone(&self.flights),
+        };
         if leads {
-            return Coalesced::Lead(Lead { flight: Some(flight), key, flights: Arc::clone(&self.flights), registration: Some(registration) });
+            return Coalesced::Lead(Lead {
+                flight: Some(flight),
+                key,
+                flights: Arc::clone(&self.flights),
+                registration: Some(registration),
+            });
         }
         tracing::debug!(request_id = %ctx.request_id, key = %ctx.cache_key, "joined a running generation");
-        let joined = subscribe(flight, registration, Some(CacheLayer::Coalesced), ctx.received).await;
+        let joined = subscribe(
+            flight,
+            registration,
+            Some(CacheLayer::Coalesced),
+            ctx.received,
+        )
+        .await;
         if joined.is_ok() {
             metrics::cache_hit(CacheLayer::Coalesced.as_str());
         }
@@ -153,7 +174,10 @@ impl Drop for Lead {
     /// waiting for a first token that will never come.
     fn drop(&mut self) {
         if let Some(flight) = self.flight.take() {
-            fail(&flight, AppError::Internal("the question was abandoned before it was answered".into()));
+            fail(
+                &flight,
+                AppError::Internal("the question was abandoned before it was answered".into()),
+            );
             retire(&self.flights, &self.key, &flight);
         }
     }
@@ -167,13 +191,19 @@ impl Lead {
     ///
     /// # Errors
     /// What `produce` failed with (every joiner gets the same).
-    pub async fn drive<T, P, C>(mut self, ctx: &RequestContext, produce: P, on_complete: C) -> Result<Answer, AppError>
+    pub async fn drive<T, P, C>(
+        mut self,
+        ctx: &RequestContext,
+        produce: P,
+        on_complete: C,
+    ) -> Result<Answer, AppError>
     where
         T: Send + 'static,
         P: Future<Output = Result<(Answer, T), AppError>> + Send + 'static,
         C: FnOnce(Completed, T) -> BoxFuture<'static, ()> + Send + 'static,
     {
-        let (Some(flight), Some(registration)) = (self.flight.take(), self.registration.take()) else {
+        let (Some(flight), Some(registration)) = (self.flight.take(), self.registration.take())
+        else {
             return Err(AppError::Internal("flight already driven".into()));
         };
         let flights = Arc::clone(&self.flights);
@@ -258,9 +288,17 @@ fn retire(flights: &FlightMap, key: &str, flight: &Arc<Flight>) {
 
 /// Waits for the flight's first token, then streams it. `layer` overrides `meta.cache` (joiners
 /// see `coalesced`; the leader keeps what its pipeline said: `miss` or `semantic`).
-async fn subscribe(flight: Arc<Flight>, registration: Registration, layer: Option<CacheLayer>, received: Instant) -> Result<Answer, AppError> {
+async fn subscribe(
+    flight: Arc<Flight>,
+    registration: Registration,
+    layer: Option<CacheLayer>,
+    received: Instant,
+) -> Result<Answer, AppError> {
     let mut rx = flight.state.subscribe();
-    let started = match rx.wait_for(|s| s.meta.is_some() || s.failed.is_some()).await {
+    let started = match rx
+        .wait_for(|s| s.meta.is_some() || s.failed.is_some())
+        .await
+    {
         Ok(state) => match (&state.meta, &state.failed) {
             (_, Some(error)) => Err(replicate(error)),
             (Some(meta), None) => Ok(meta.clone()),
@@ -273,10 +311,17 @@ async fn subscribe(flight: Arc<Flight>, registration: Registration, layer: Optio
         meta.cache = layer;
         metrics::ttft(layer.as_str(), received.elapsed().as_secs_f64());
     }
-    Ok(Answer { meta, events: events(rx, registration, received) })
+    Ok(Answer {
+        meta,
+        events: events(rx, registration, received),
+    })
 }
 
-fn events(mut rx: watch::Receiver<FlightState>, registration: Registration, received: Instant) -> BoxStream<'static, AnswerEvent> {
+fn events(
+    mut rx: watch::Receiver<FlightState>,
+    registration: Registration,
+    received: Instant,
+) -> BoxStream<'static, AnswerEvent> {
     async_stream::stream! {
         let _registration = registration;
         let mut next = 0;
@@ -339,24 +384,52 @@ mod tests {
     use std::time::Duration;
 
     fn ctx(q: &str) -> RequestContext {
-        let request = ChatRequest { question: q.into(), history: vec![], session_id: None };
-        RequestContext { request_id: "r".into(), received: Instant::now(), cache_key: cache_key(&request) }
+        let request = ChatRequest {
+            question: q.into(),
+            history: vec![],
+            session_id: None,
+        };
+        RequestContext {
+            request_id: "r".into(),
+            received: Instant::now(),
+            cache_key: cache_key(&request),
+        }
     }
 
     fn meta() -> MetaEvent {
-        MetaEvent { sources: vec![], cache: CacheLayer::Miss, model: "m".into(), mode: Mode::Generated }
+        MetaEvent {
+            sources: vec![],
+            cache: CacheLayer::Miss,
+            model: "m".into(),
+            mode: Mode::Generated,
+        }
     }
 
     /// An answer whose tokens come from a channel, so the test decides when each arrives.
     fn controlled() -> (tokio::sync::mpsc::UnboundedSender<AnswerEvent>, Answer) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed();
-        (tx, Answer { meta: meta(), events })
+        (
+            tx,
+            Answer {
+                meta: meta(),
+                events,
+            },
+        )
     }
 
     async fn text_of(answer: Answer) -> (String, Option<AnswerEvent>) {
         let events: Vec<AnswerEvent> = answer.events.collect().await;
-        let text = events.iter().filter_map(|e| if let AnswerEvent::Token(t) = e { Some(t.clone()) } else { None }).collect();
+        let text = events
+            .iter()
+            .filter_map(|e| {
+                if let AnswerEvent::Token(t) = e {
+                    Some(t.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
         (text, events.last().cloned())
     }
 
@@ -364,7 +437,9 @@ mod tests {
     async fn late_joiners_get_the_whole_answer_and_one_generation_serves_all() {
         let coalesce = Coalesce::new(true);
         let c = ctx("q");
-        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else { panic!("first request leads") };
+        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else {
+            panic!("first request leads")
+        };
         let (tx, answer) = controlled();
         let produced = Arc::new(AtomicU32::new(0));
         let stored = Arc::new(Mutex::new(None));
@@ -380,7 +455,8 @@ mod tests {
                     },
                     move |completed, extra| {
                         Box::pin(async move {
-                            *s.lock().unwrap_or_else(PoisonError::into_inner) = Some((completed.text, extra));
+                            *s.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some((completed.text, extra));
                         })
                     },
                 )
@@ -389,16 +465,22 @@ mod tests {
         });
         tx.send(AnswerEvent::Token("Bon".into())).expect("open");
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let Coalesced::Joined(Ok(late)) = coalesce.run("k".into(), &c).await else { panic!("second request joins") };
+        let Coalesced::Joined(Ok(late)) = coalesce.run("k".into(), &c).await else {
+            panic!("second request joins")
+        };
         assert_eq!(late.meta.cache, CacheLayer::Coalesced);
         tx.send(AnswerEvent::Token("jour".into())).expect("open");
-        tx.send(AnswerEvent::Done(DoneEvent::default())).expect("open");
+        tx.send(AnswerEvent::Done(DoneEvent::default()))
+            .expect("open");
         let lead_answer = leader.await.expect("task").expect("answer");
         assert_eq!(lead_answer.meta.cache, CacheLayer::Miss);
         let (a, last_a) = text_of(lead_answer).await;
         let (b, last_b) = text_of(late).await;
         assert_eq!((a.as_str(), b.as_str()), ("Bonjour", "Bonjour"));
-        assert!(matches!(last_a, Some(AnswerEvent::Done(_))) && matches!(last_b, Some(AnswerEvent::Done(_))));
+        assert!(
+            matches!(last_a, Some(AnswerEvent::Done(_)))
+                && matches!(last_b, Some(AnswerEvent::Done(_)))
+        );
         assert_eq!(produced.load(Ordering::SeqCst), 1);
         for _ in 0..50 {
             if coalesce.in_flight() == 0 {
@@ -407,14 +489,19 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(coalesce.in_flight(), 0);
-        assert_eq!(*stored.lock().unwrap_or_else(PoisonError::into_inner), Some(("Bonjour".to_owned(), 7)));
+        assert_eq!(
+            *stored.lock().unwrap_or_else(PoisonError::into_inner),
+            Some(("Bonjour".to_owned(), 7))
+        );
     }
 
     #[tokio::test]
     async fn a_failure_before_the_first_token_fails_every_joiner_alike() {
         let coalesce = Arc::new(Coalesce::new(true));
         let c = ctx("q");
-        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else { panic!("leads") };
+        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else {
+            panic!("leads")
+        };
         let (release, wait) = tokio::sync::oneshot::channel::<()>();
         let joiner = tokio::spawn({
             let (coalesce, c) = (Arc::clone(&coalesce), c.clone());
@@ -426,15 +513,14 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let result = lead
-            .drive(
-                &c,
-                async move {
-                    let _ = wait.await;
-                    Err::<(Answer, ()), _>(AppError::Pool(PoolError::NoBackend))
-                },
-                |_, ()| Box::pin(async {}),
-            );
+        let result = lead.drive(
+            &c,
+            async move {
+                let _ = wait.await;
+                Err::<(Answer, ()), _>(AppError::Pool(PoolError::NoBackend))
+            },
+            |_, ()| Box::pin(async {}),
+        );
         let _ = release.send(());
         let lead_error = result.await.err().map(|e| e.detail().code);
         assert_eq!(lead_error, Some(ErrorCode::NoBackend));
@@ -445,7 +531,9 @@ mod tests {
     async fn an_interrupted_answer_ends_every_subscriber_with_an_error_and_is_not_completed() {
         let coalesce = Coalesce::new(true);
         let c = ctx("q");
-        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else { panic!("leads") };
+        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else {
+            panic!("leads")
+        };
         let (tx, answer) = controlled();
         let completed = Arc::new(AtomicU32::new(0));
         let done = Arc::clone(&completed);
@@ -467,9 +555,16 @@ mod tests {
     async fn when_everyone_leaves_the_generation_is_cancelled() {
         let coalesce = Coalesce::new(true);
         let c = ctx("q");
-        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else { panic!("leads") };
+        let Coalesced::Lead(lead) = coalesce.run("k".into(), &c).await else {
+            panic!("leads")
+        };
         let (tx, answer) = controlled();
-        let answer = lead.drive(&c, async move { Ok((answer, ())) }, |_, ()| Box::pin(async {})).await.expect("started");
+        let answer = lead
+            .drive(&c, async move { Ok((answer, ())) }, |_, ()| {
+                Box::pin(async {})
+            })
+            .await
+            .expect("started");
         drop(answer);
         for _ in 0..100 {
             if tx.is_closed() {
@@ -487,7 +582,10 @@ mod tests {
         let c = ctx("q");
         let first = coalesce.run("k".into(), &c).await;
         assert!(matches!(first, Coalesced::Lead(_)));
-        assert!(matches!(coalesce.run("k".into(), &c).await, Coalesced::Lead(_)));
+        assert!(matches!(
+            coalesce.run("k".into(), &c).await,
+            Coalesced::Lead(_)
+        ));
         drop(first);
     }
 }

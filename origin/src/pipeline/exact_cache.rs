@@ -32,7 +32,9 @@ impl ExactCacheStage {
     }
 
     pub async fn run(&self, scope: &Scope, ctx: &RequestContext) -> ExactOutcome {
-        let Some(cache) = &self.cache else { return ExactOutcome::Next };
+        let Some(cache) = &self.cache else {
+            return ExactOutcome::Next;
+        };
         match cache.get(scope, &ctx.cache_key).await {
             Some(hit) => {
                 metrics::cache_hit(CacheLayer::Exact.as_str());
@@ -45,7 +47,13 @@ impl ExactCacheStage {
 
     /// Stores a complete generated answer; a failure is logged by the cache and otherwise
     /// ignored (the client already has its answer).
-    pub async fn remember(&self, scope: &Scope, key: &CacheKey, question: &str, answer: &CachedAnswer) {
+    pub async fn remember(
+        &self,
+        scope: &Scope,
+        key: &CacheKey,
+        question: &str,
+        answer: &CachedAnswer,
+    ) {
         if let Some(cache) = &self.cache {
             let _ = cache.put(scope, key, question, answer).await;
         }
@@ -60,15 +68,28 @@ fn ms(d: std::time::Duration) -> f64 {
 /// edge replays it, `protocol::sse::replay_pieces`), then `done` with this request's time.
 pub fn replay(entry: CachedAnswer, layer: CacheLayer, received: Instant) -> Answer {
     metrics::ttft(layer.as_str(), received.elapsed().as_secs_f64());
-    let tokens: Vec<AnswerEvent> = replay_pieces(&entry.answer).map(|p| AnswerEvent::Token(p.to_owned())).collect();
-    let meta = MetaEvent { sources: entry.sources, cache: layer, model: entry.model, mode: entry.mode };
+    let tokens: Vec<AnswerEvent> = replay_pieces(&entry.answer)
+        .map(|p| AnswerEvent::Token(p.to_owned()))
+        .collect();
+    let meta = MetaEvent {
+        sources: entry.sources,
+        cache: layer,
+        model: entry.model,
+        mode: entry.mode,
+    };
     let done = futures::stream::once(async move {
         AnswerEvent::Done(DoneEvent {
-            timings: Timings { total_ms: ms(received.elapsed()), ..Timings::default() },
+            timings: Timings {
+                total_ms: ms(received.elapsed()),
+                ..Timings::default()
+            },
             ..DoneEvent::default()
         })
     });
-    Answer { meta, events: futures::stream::iter(tokens).chain(done).boxed() }
+    Answer {
+        meta,
+        events: futures::stream::iter(tokens).chain(done).boxed(),
+    }
 }
 
 #[cfg(test)]
@@ -80,18 +101,50 @@ mod tests {
     async fn hit_replays_the_answer_and_miss_goes_on() {
         let cache = Arc::new(ExactCache::memory(10, std::time::Duration::from_secs(60)));
         let stage = ExactCacheStage::new(Some(cache));
-        let scope = Scope { corpus_version: "v".into(), model: "m".into() };
-        let request = ChatRequest { question: "Quels formats ?".into(), history: vec![], session_id: None };
-        let ctx = RequestContext { request_id: "r".into(), received: Instant::now(), cache_key: cache_key(&request) };
+        let scope = Scope {
+            corpus_version: "v".into(),
+            model: "m".into(),
+        };
+        let request = ChatRequest {
+            question: "Quels formats ?".into(),
+            history: vec![],
+            session_id: None,
+        };
+        let ctx = RequestContext {
+            request_id: "r".into(),
+            received: Instant::now(),
+            cache_key: cache_key(&request),
+        };
         assert!(matches!(stage.run(&scope, &ctx).await, ExactOutcome::Next));
-        let entry = CachedAnswer { answer: "Poche et numérique.".into(), sources: vec![], model: "m".into(), mode: Mode::Generated };
-        stage.remember(&scope, &ctx.cache_key, &request.question, &entry).await;
-        let ExactOutcome::Answered(answer) = stage.run(&scope, &ctx).await else { panic!("expected a hit") };
+        let entry = CachedAnswer {
+            answer: "Poche et numérique.".into(),
+            sources: vec![],
+            model: "m".into(),
+            mode: Mode::Generated,
+        };
+        stage
+            .remember(&scope, &ctx.cache_key, &request.question, &entry)
+            .await;
+        let ExactOutcome::Answered(answer) = stage.run(&scope, &ctx).await else {
+            panic!("expected a hit")
+        };
         assert_eq!(answer.meta.cache, CacheLayer::Exact);
         let events: Vec<AnswerEvent> = answer.events.collect().await;
-        let text: String = events.iter().filter_map(|e| if let AnswerEvent::Token(t) = e { Some(t.as_str()) } else { None }).collect();
+        let text: String = events
+            .iter()
+            .filter_map(|e| {
+                if let AnswerEvent::Token(t) = e {
+                    Some(t.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
         assert_eq!(text, entry.answer);
         assert!(matches!(events.last(), Some(AnswerEvent::Done(_))));
-        assert!(matches!(ExactCacheStage::new(None).run(&scope, &ctx).await, ExactOutcome::Next));
+        assert!(matches!(
+            ExactCacheStage::new(None).run(&scope, &ctx).await,
+            ExactOutcome::Next
+        ));
     }
 }

@@ -28,8 +28,17 @@ impl Generate {
     ///
     /// # Errors
     /// The pool's refusal or failure before any token was produced.
-    pub async fn run(&self, messages: Vec<ChatMessage>, passages: Vec<Passage>, ctx: &RequestContext) -> Result<Answer, AppError> {
-        let request = GenerationRequest { model: self.pool.model().to_owned(), messages, options: self.options };
+    pub async fn run(
+        &self,
+        messages: Vec<ChatMessage>,
+        passages: Vec<Passage>,
+        ctx: &RequestContext,
+    ) -> Result<Answer, AppError> {
+        let request = GenerationRequest {
+            model: self.pool.model().to_owned(),
+            messages,
+            options: self.options,
+        };
         let generation = self.pool.generate(request).await?;
         let received = ctx.received;
         let ttft = received.elapsed();
@@ -63,7 +72,10 @@ impl Generate {
                 }),
                 Err(e) => {
                     tracing::warn!(request_id = %request_id, error = %e, "answer interrupted");
-                    AnswerEvent::Error(ErrorDetail::new(ErrorCode::BackendFailed, "the answer was interrupted; please retry"))
+                    AnswerEvent::Error(ErrorDetail::new(
+                        ErrorCode::BackendFailed,
+                        "the answer was interrupted; please retry",
+                    ))
                 }
             })
             .boxed();

@@ -20,7 +20,9 @@ use coalesce::{Coalesced, Completed};
 use exact_cache::ExactOutcome;
 use futures::stream::BoxStream;
 use libriassist_protocol::sse::{DoneEvent, MetaEvent};
-use libriassist_protocol::{CacheKey, CacheLayer, CachedAnswer, ChatRequest, ErrorDetail, Mode, Source};
+use libriassist_protocol::{
+    CacheKey, CacheLayer, CachedAnswer, ChatRequest, ErrorDetail, Mode, Source,
+};
 use semantic_cache::SemanticOutcome;
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,39 +78,64 @@ impl Pipeline {
     /// # Errors
     /// Anything that stops the answer before its first token (no backend, overload, backend
     /// failure on every attempt); the caller turns it into an HTTP error.
-    pub async fn answer(self: &Arc<Self>, request: &ChatRequest, ctx: &RequestContext) -> Result<Answer, AppError> {
+    pub async fn answer(
+        self: &Arc<Self>,
+        request: &ChatRequest,
+        ctx: &RequestContext,
+    ) -> Result<Answer, AppError> {
         let scope = self.scope.current();
         if let ExactOutcome::Answered(answer) = self.exact_cache.run(&scope, ctx).await {
             return Ok(answer);
         }
-        let flight = format!("{}\n{}\n{}", scope.corpus_version, scope.model, ctx.cache_key);
+        let flight = format!(
+            "{}\n{}\n{}",
+            scope.corpus_version, scope.model, ctx.cache_key
+        );
         let lead = match self.coalesce.run(flight, ctx).await {
             Coalesced::Joined(answer) => return answer,
             Coalesced::Lead(lead) => lead,
         };
         let (this, store) = (Arc::clone(self), Arc::clone(self));
         let (request, key) = (request.clone(), ctx.cache_key.clone());
-        let (task_ctx, task_scope, question) = (ctx.clone(), scope.clone(), request.question.clone());
+        let (task_ctx, task_scope, question) =
+            (ctx.clone(), scope.clone(), request.question.clone());
         lead.drive(
             ctx,
             async move { this.fresh(&request, &task_scope, &task_ctx).await },
-            move |completed, vector| Box::pin(async move { store.remember(&scope, &key, &question, completed, vector).await }),
+            move |completed, vector| {
+                Box::pin(async move {
+                    store
+                        .remember(&scope, &key, &question, completed, vector)
+                        .await
+                })
+            },
         )
         .await
     }
 
     /// What no cache answered: the semantic cache, then retrieval and generation. Returns the
     /// question's embedding beside the answer, to store it once the answer is complete.
-    async fn fresh(&self, request: &ChatRequest, scope: &Scope, ctx: &RequestContext) -> Result<(Answer, Option<Vec<f32>>), AppError> {
+    async fn fresh(
+        &self,
+        request: &ChatRequest,
+        scope: &Scope,
+        ctx: &RequestContext,
+    ) -> Result<(Answer, Option<Vec<f32>>), AppError> {
         let vector = match self.semantic_cache.run(request, scope, ctx).await {
             SemanticOutcome::Answered(answer) => return Ok((answer, None)),
             SemanticOutcome::Next { vector } => vector,
         };
         metrics::cache_miss();
         let (passages, retrieval_ms) = match self.retrieve.run(request, ctx).await? {
-            retrieve::Retrieved::Passages { passages, retrieval_ms } => (passages, Some(retrieval_ms)),
+            retrieve::Retrieved::Passages {
+                passages,
+                retrieval_ms,
+            } => (passages, Some(retrieval_ms)),
             retrieve::Retrieved::NotFound { retrieval_ms } => {
-                return Ok((retrieve::with_retrieval_ms(self.extractive.not_found(ctx), retrieval_ms), vector));
+                return Ok((
+                    retrieve::with_retrieval_ms(self.extractive.not_found(ctx), retrieval_ms),
+                    vector,
+                ));
             }
             retrieve::Retrieved::NoIndex => (Vec::new(), None),
         };
@@ -133,16 +160,36 @@ impl Pipeline {
     /// as is: generated answers (an extractive one is the degraded fallback for when no model
     /// answers; cached, it would outlive the outage by a TTL) that the model ended itself (one
     /// cut by the token budget is partial) and that came from a model, not from a cache.
-    async fn remember(&self, scope: &Scope, key: &CacheKey, question: &str, completed: Completed, vector: Option<Vec<f32>>) {
+    async fn remember(
+        &self,
+        scope: &Scope,
+        key: &CacheKey,
+        question: &str,
+        completed: Completed,
+        vector: Option<Vec<f32>>,
+    ) {
         let Completed { meta, text, done } = completed;
         let cut = done.finish_reason.as_deref() == Some("length");
-        if meta.cache != CacheLayer::Miss || meta.mode != Mode::Generated || cut || text.trim().is_empty() {
+        if meta.cache != CacheLayer::Miss
+            || meta.mode != Mode::Generated
+            || cut
+            || text.trim().is_empty()
+        {
             return;
         }
-        let entry = CachedAnswer { answer: text, sources: meta.sources, model: meta.model, mode: meta.mode };
-        self.exact_cache.remember(scope, key, question, &entry).await;
+        let entry = CachedAnswer {
+            answer: text,
+            sources: meta.sources,
+            model: meta.model,
+            mode: meta.mode,
+        };
+        self.exact_cache
+            .remember(scope, key, question, &entry)
+            .await;
         if let Some(vector) = vector {
-            self.semantic_cache.remember(scope, key, question, vector).await;
+            self.semantic_cache
+                .remember(scope, key, question, vector)
+                .await;
         }
     }
 }

@@ -14,7 +14,10 @@ pub struct PromptBuilder {
 
 impl PromptBuilder {
     pub fn new(system_prompt: String, history_budget_chars: usize) -> Self {
-        PromptBuilder { system_prompt, history_budget_chars }
+        PromptBuilder {
+            system_prompt,
+            history_budget_chars,
+        }
     }
 
     pub fn build(&self, request: &ChatRequest, passages: &[Passage]) -> Vec<ChatMessage> {
@@ -22,10 +25,18 @@ impl PromptBuilder {
         if !passages.is_empty() {
             system.push_str("\n\nPassages :");
             for (i, p) in passages.iter().enumerate() {
-                system.push_str(&format!("\n[{}] {}\n{}", i + 1, p.source.title, p.text.trim()));
+                system.push_str(&format!(
+                    "\n[{}] {}\n{}",
+                    i + 1,
+                    p.source.title,
+                    p.text.trim()
+                ));
             }
         }
-        let mut messages = vec![ChatMessage { role: MessageRole::System, content: system }];
+        let mut messages = vec![ChatMessage {
+            role: MessageRole::System,
+            content: system,
+        }];
 
         let mut budget = self.history_budget_chars;
         let mut kept: Vec<ChatMessage> = Vec::new();
@@ -39,10 +50,16 @@ impl PromptBuilder {
                 Role::User => MessageRole::User,
                 Role::Assistant => MessageRole::Assistant,
             };
-            kept.push(ChatMessage { role, content: turn.content.clone() });
+            kept.push(ChatMessage {
+                role,
+                content: turn.content.clone(),
+            });
         }
         messages.extend(kept.into_iter().rev());
-        messages.push(ChatMessage { role: MessageRole::User, content: request.question.trim().to_owned() });
+        messages.push(ChatMessage {
+            role: MessageRole::User,
+            content: request.question.trim().to_owned(),
+        });
         messages
     }
 }
@@ -53,7 +70,10 @@ mod tests {
     use libriassist_protocol::{Source, Turn};
 
     fn turn(role: Role, content: &str) -> Turn {
-        Turn { role, content: content.into() }
+        Turn {
+            role,
+            content: content.into(),
+        }
     }
 
     #[test]
@@ -61,17 +81,28 @@ mod tests {
         let b = PromptBuilder::new("Réponds.".into(), 1000);
         let request = ChatRequest {
             question: " Et en poche ? ".into(),
-            history: vec![turn(Role::User, "Germinal ?"), turn(Role::Assistant, "Oui, en grand format.")],
+            history: vec![
+                turn(Role::User, "Germinal ?"),
+                turn(Role::Assistant, "Oui, en grand format."),
+            ],
             session_id: None,
         };
         let passages = vec![Passage {
-            source: Source { id: "faq-1".into(), title: "Formats".into(), url: None, score: 1.0 },
+            source: Source {
+                id: "faq-1".into(),
+                title: "Formats".into(),
+                url: None,
+                score: 1.0,
+            },
             text: "Poche et grand format.".into(),
         }];
         let m = b.build(&request, &passages);
         assert_eq!(m.len(), 4);
         assert!(m[0].content.contains("[1] Formats\nPoche et grand format."));
-        assert_eq!((m[1].role, m[2].role, m[3].role), (MessageRole::User, MessageRole::Assistant, MessageRole::User));
+        assert_eq!(
+            (m[1].role, m[2].role, m[3].role),
+            (MessageRole::User, MessageRole::Assistant, MessageRole::User)
+        );
         assert_eq!(m[3].content, "Et en poche ?");
     }
 
@@ -80,7 +111,11 @@ mod tests {
         let b = PromptBuilder::new("S".into(), 12);
         let request = ChatRequest {
             question: "q".into(),
-            history: vec![turn(Role::User, "aaaaaaaaaa"), turn(Role::Assistant, "bbbbb"), turn(Role::User, "ccccc")],
+            history: vec![
+                turn(Role::User, "aaaaaaaaaa"),
+                turn(Role::Assistant, "bbbbb"),
+                turn(Role::User, "ccccc"),
+            ],
             session_id: None,
         };
         let m = b.build(&request, &[]);

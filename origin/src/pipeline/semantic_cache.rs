@@ -16,7 +16,9 @@ use libriassist_protocol::{CacheKey, CacheLayer, ChatRequest};
 pub enum SemanticOutcome {
     Answered(Answer),
     /// Go on. `vector` is the question's embedding when it may be stored once answered.
-    Next { vector: Option<Vec<f32>> },
+    Next {
+        vector: Option<Vec<f32>>,
+    },
 }
 
 pub struct SemanticCacheStage {
@@ -30,8 +32,15 @@ impl SemanticCacheStage {
         SemanticCacheStage { cache }
     }
 
-    pub async fn run(&self, request: &ChatRequest, scope: &Scope, ctx: &RequestContext) -> SemanticOutcome {
-        let Some(cache) = self.cache.get() else { return SemanticOutcome::Next { vector: None } };
+    pub async fn run(
+        &self,
+        request: &ChatRequest,
+        scope: &Scope,
+        ctx: &RequestContext,
+    ) -> SemanticOutcome {
+        let Some(cache) = self.cache.get() else {
+            return SemanticOutcome::Next { vector: None };
+        };
         if !request.history.is_empty() {
             return SemanticOutcome::Next { vector: None };
         }
@@ -48,7 +57,9 @@ impl SemanticCacheStage {
                 );
                 SemanticOutcome::Answered(replay(hit.answer, CacheLayer::Semantic, ctx.received))
             }
-            Lookup::Miss { vector } => SemanticOutcome::Next { vector: Some(vector) },
+            Lookup::Miss { vector } => SemanticOutcome::Next {
+                vector: Some(vector),
+            },
             Lookup::Unavailable => SemanticOutcome::Next { vector: None },
         }
     }

@@ -29,7 +29,10 @@ pub fn unavailable(what: &str) -> Option<std::convert::Infallible> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 pub struct RedisServer {
@@ -41,17 +44,34 @@ impl RedisServer {
     /// A fresh, empty Redis on a free loopback port; `None` when redis-server is missing (and
     /// not under CI).
     pub fn start() -> Option<RedisServer> {
-        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
             unavailable("redis-server")?;
         }
-        let mut server = RedisServer { child: None, port: free_port() };
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+        };
         server.spawn();
         Some(server)
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -59,7 +79,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -100,7 +124,9 @@ pub async fn sim(configure: impl FnOnce(&mut SimArgs)) -> SimHandle {
     args.tokens_per_sec = 0.0;
     args.answer_tokens = 12;
     configure(&mut args);
-    libriassist::sim::spawn(args).await.expect("simulator starts")
+    libriassist::sim::spawn(args)
+        .await
+        .expect("simulator starts")
 }
 
 /// A configuration answering with `sim`, caches on `redis` (or in memory), semantic cache off
@@ -121,8 +147,12 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start(config: &Config) -> Origin {
-        let router = libriassist::server::app(config, Overrides::default(), Drain::default()).await.expect("the origin starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let router = libriassist::server::app(config, Overrides::default(), Drain::default())
+            .await
+            .expect("the origin starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
@@ -142,7 +172,11 @@ impl Drop for Origin {
 }
 
 /// One JSON chat answer: (status, x-cache, body).
-pub async fn ask(client: &reqwest::Client, origin: &Origin, question: &str) -> (u16, String, serde_json::Value) {
+pub async fn ask(
+    client: &reqwest::Client,
+    origin: &Origin,
+    question: &str,
+) -> (u16, String, serde_json::Value) {
     let response = client
         .post(origin.url("/api/v1/chat"))
         .json(&serde_json::json!({ "question": question }))
@@ -150,20 +184,34 @@ pub async fn ask(client: &reqwest::Client, origin: &Origin, question: &str) -> (
         .await
         .expect("origin answers");
     let status = response.status().as_u16();
-    let layer = response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let layer = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, layer, body)
 }
 
 /// One streamed answer: (x-cache, events as (name, data)).
-pub async fn ask_stream(client: &reqwest::Client, origin: &Origin, question: &str) -> (String, Vec<(String, serde_json::Value)>) {
+pub async fn ask_stream(
+    client: &reqwest::Client,
+    origin: &Origin,
+    question: &str,
+) -> (String, Vec<(String, serde_json::Value)>) {
     let response = client
         .post(origin.url("/api/v1/chat/stream"))
         .json(&serde_json::json!({ "question": question }))
         .send()
         .await
         .expect("origin answers");
-    let layer = response.headers().get("x-cache").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let layer = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let text = response.text().await.unwrap_or_default();
     let events = text
         .split("\n\n")
@@ -185,15 +233,28 @@ pub async fn ask_stream(client: &reqwest::Client, origin: &Origin, question: &st
 
 /// The text of a streamed answer.
 pub fn streamed_text(events: &[(String, serde_json::Value)]) -> String {
-    events.iter().filter(|(n, _)| n == "token").filter_map(|(_, d)| d["text"].as_str()).collect()
+    events
+        .iter()
+        .filter(|(n, _)| n == "token")
+        .filter_map(|(_, d)| d["text"].as_str())
+        .collect()
 }
 
 pub async fn internal_lookup(client: &reqwest::Client, origin: &Origin, key: &str) -> u16 {
-    client.get(origin.url(&format!("/internal/v1/cache/{key}"))).send().await.map_or(0, |r| r.status().as_u16())
+    client
+        .get(origin.url(&format!("/internal/v1/cache/{key}")))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
 }
 
 pub fn key_of(question: &str) -> String {
-    libriassist_protocol::cache_key(&libriassist_protocol::ChatRequest { question: question.into(), history: vec![], session_id: None }).to_string()
+    libriassist_protocol::cache_key(&libriassist_protocol::ChatRequest {
+        question: question.into(),
+        history: vec![],
+        session_id: None,
+    })
+    .to_string()
 }
 
 /// Polls `check` every 20 ms until it holds or `within` passes.
@@ -214,12 +275,32 @@ where
     }
 }
 
-pub async fn admin(client: &reqwest::Client, origin: &Origin, method: reqwest::Method, path: &str) -> (u16, serde_json::Value) {
-    let response = client.request(method, origin.url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("origin answers");
+pub async fn admin(
+    client: &reqwest::Client,
+    origin: &Origin,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .request(method, origin.url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("origin answers");
     let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
 }
 
 pub async fn metrics(client: &reqwest::Client, origin: &Origin) -> String {
-    client.get(origin.url("/metrics")).send().await.expect("metrics").text().await.unwrap_or_default()
+    client
+        .get(origin.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default()
 }

@@ -52,15 +52,23 @@ pub fn stsb(dir: &Path) -> Result<PairSet, String> {
     let text = read(&dir.join("stsb-multi-mt-fr/stsb-fr-dev.csv"))?;
     let (mut paraphrases, mut others) = (Vec::new(), Vec::new());
     for row in csv_rows(&text) {
-        let [a, b, score] = row.as_slice() else { continue };
-        let Ok(score) = score.trim().parse::<f32>() else { continue };
+        let [a, b, score] = row.as_slice() else {
+            continue;
+        };
+        let Ok(score) = score.trim().parse::<f32>() else {
+            continue;
+        };
         if score >= 4.5 {
             paraphrases.push((a.clone(), b.clone()));
         } else if score <= 3.0 {
             others.push((a.clone(), b.clone()));
         }
     }
-    Ok(PairSet { name: "STS-B fr dev (sentence pairs)".into(), paraphrases, others })
+    Ok(PairSet {
+        name: "STS-B fr dev (sentence pairs)".into(),
+        paraphrases,
+        others,
+    })
 }
 
 /// A small deterministic generator: the evaluation must give the same pairs every run.
@@ -86,7 +94,10 @@ pub fn banking77(dir: &Path, n: usize) -> Result<PairSet, String> {
     let mut by_intent: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for row in csv_rows(&text).into_iter().skip(1) {
         if let [text, intent] = row.as_slice() {
-            by_intent.entry(intent.clone()).or_default().push(text.clone());
+            by_intent
+                .entry(intent.clone())
+                .or_default()
+                .push(text.clone());
         }
     }
     let intents: Vec<&Vec<String>> = by_intent.values().filter(|v| v.len() >= 2).collect();
@@ -108,12 +119,19 @@ pub fn banking77(dir: &Path, n: usize) -> Result<PairSet, String> {
         if g == h {
             continue;
         }
-        let (a, b) = (&intents[g][rng.below(intents[g].len())], &intents[h][rng.below(intents[h].len())]);
+        let (a, b) = (
+            &intents[g][rng.below(intents[g].len())],
+            &intents[h][rng.below(intents[h].len())],
+        );
         if seen.insert((a.clone(), b.clone())) {
             others.push((a.clone(), b.clone()));
         }
     }
-    Ok(PairSet { name: "banking77 en test (same intent / different intents)".into(), paraphrases, others })
+    Ok(PairSet {
+        name: "banking77 en test (same intent / different intents)".into(),
+        paraphrases,
+        others,
+    })
 }
 
 /// Every distinct question of the Service-Public.fr sets: the fiche titles, the CRPA FAQ and
@@ -121,21 +139,24 @@ pub fn banking77(dir: &Path, n: usize) -> Result<PairSet, String> {
 pub fn service_public_questions(dir: &Path) -> Result<Vec<String>, String> {
     let base = dir.join("service-public-qr");
     let mut out = Vec::new();
-    let titles: serde_json::Value =
-        serde_json::from_str(&read(&base.join("questions_spf.json"))?).map_err(|e| format!("questions_spf.json: {e}"))?;
+    let titles: serde_json::Value = serde_json::from_str(&read(&base.join("questions_spf.json"))?)
+        .map_err(|e| format!("questions_spf.json: {e}"))?;
     for triple in titles.as_array().into_iter().flatten() {
         if let Some(q) = triple.get(1).and_then(|v| v.as_str()) {
             out.push(q.trim().to_owned());
         }
     }
-    let crpa: serde_json::Value =
-        serde_json::from_str(&read(&base.join("crpa_faq_squad.json"))?).map_err(|e| format!("crpa_faq_squad.json: {e}"))?;
+    let crpa: serde_json::Value = serde_json::from_str(&read(&base.join("crpa_faq_squad.json"))?)
+        .map_err(|e| format!("crpa_faq_squad.json: {e}"))?;
     for article in crpa["data"].as_array().into_iter().flatten() {
         if let Some(q) = article["title"].as_str() {
             out.push(q.trim().to_owned());
         }
     }
-    for row in csv_rows(&read(&base.join("manual_question_autocomplete.csv"))?).into_iter().skip(1) {
+    for row in csv_rows(&read(&base.join("manual_question_autocomplete.csv"))?)
+        .into_iter()
+        .skip(1)
+    {
         if let Some(q) = row.first() {
             out.push(q.trim().to_owned());
         }

@@ -64,7 +64,13 @@ impl Vectors {
 }
 
 /// Whether `new` would be served the answer cached for `cached`.
-fn hit(vectors: &Vectors, cached: &str, new: &str, threshold: f32, guards: Option<&GuardSettings>) -> bool {
+fn hit(
+    vectors: &Vectors,
+    cached: &str,
+    new: &str,
+    threshold: f32,
+    guards: Option<&GuardSettings>,
+) -> bool {
     if vectors.similarity(cached, new) < threshold {
         return false;
     }
@@ -92,9 +98,18 @@ struct Search {
 
 /// Asks each query against `entries` like the cache does. `expected[i]` lists the entries query
 /// `i` may rightly hit (empty: it must miss). An entry with the query's own text is skipped.
-fn nearest(vectors: &Vectors, entries: &[String], queries: &[(String, Vec<usize>)], threshold: f32, guards: Option<&GuardSettings>) -> Search {
+fn nearest(
+    vectors: &Vectors,
+    entries: &[String],
+    queries: &[(String, Vec<usize>)],
+    threshold: f32,
+    guards: Option<&GuardSettings>,
+) -> Search {
     let analyses: Vec<Analysis> = entries.iter().map(|e| Analysis::of(e)).collect();
-    let mut out = Search { queries: queries.len(), ..Search::default() };
+    let mut out = Search {
+        queries: queries.len(),
+        ..Search::default()
+    };
     for (query, expected) in queries {
         let q = vectors.get(query);
         let mut candidates: Vec<(f32, usize)> = entries
@@ -107,7 +122,9 @@ fn nearest(vectors: &Vectors, entries: &[String], queries: &[(String, Vec<usize>
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
         candidates.truncate(CANDIDATES);
         let new = Analysis::of(query);
-        let found = candidates.into_iter().find(|(_, i)| guards.is_none_or(|g| guards::check(&new, &analyses[*i], g).is_ok()));
+        let found = candidates
+            .into_iter()
+            .find(|(_, i)| guards.is_none_or(|g| guards::check(&new, &analyses[*i], g).is_ok()));
         match found {
             Some((_, i)) if expected.contains(&i) => out.correct += 1,
             Some(_) => out.wrong += 1,
@@ -124,7 +141,10 @@ async fn embed_all(embedder: &Embedder, texts: Vec<String>) -> Result<Vectors, S
         if map.contains_key(&text) {
             continue;
         }
-        let v = embedder.embed_query(&text).await.map_err(|e| e.to_string())?;
+        let v = embedder
+            .embed_query(&text)
+            .await
+            .map_err(|e| e.to_string())?;
         map.insert(text, v);
         if (i + 1) % 500 == 0 {
             eprintln!("embedded {}/{total}", i + 1);
@@ -148,7 +168,10 @@ fn bookstore_pairs() -> Vec<Pair> {
 }
 
 fn adversarial_pairs() -> Vec<Pair> {
-    handwritten::ADVERSARIAL.iter().map(|(a, b, _)| ((*a).to_owned(), (*b).to_owned())).collect()
+    handwritten::ADVERSARIAL
+        .iter()
+        .map(|(a, b, _)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
 }
 
 /// Runs the evaluation and returns the report (Markdown).
@@ -159,20 +182,34 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
     let dir = &args.data;
     let t = args.threshold;
     let mut sets: Vec<PairSet> = vec![data::stsb(dir)?, data::banking77(dir, args.banking_pairs)?];
-    sets.push(PairSet { name: "bookstore, hand-written (paraphrase groups / adversarial pairs)".into(), paraphrases: bookstore_pairs(), others: adversarial_pairs() });
+    sets.push(PairSet {
+        name: "bookstore, hand-written (paraphrase groups / adversarial pairs)".into(),
+        paraphrases: bookstore_pairs(),
+        others: adversarial_pairs(),
+    });
     let sp_questions = data::service_public_questions(dir)?;
     // The data has typographic spaces ("louer\u{a0}?"): questions are matched as the cache
     // would match them, normalized.
-    let sp_index: HashMap<String, usize> = sp_questions.iter().enumerate().map(|(i, q)| (normalize_question(q), i)).collect();
+    let sp_index: HashMap<String, usize> = sp_questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (normalize_question(q), i))
+        .collect();
     let find = |q: &str| sp_index.get(&normalize_question(q)).copied();
     let missing: Vec<&str> = handwritten::SERVICE_PUBLIC_PARAPHRASES
         .iter()
         .map(|(t, _)| *t)
-        .chain(handwritten::SERVICE_PUBLIC_TWINS.iter().flat_map(|(a, b)| [*a, *b]))
+        .chain(
+            handwritten::SERVICE_PUBLIC_TWINS
+                .iter()
+                .flat_map(|(a, b)| [*a, *b]),
+        )
         .filter(|t| find(t).is_none())
         .collect();
     if !missing.is_empty() {
-        return Err(format!("questions of the hand-written sets not found in the data: {missing:?}"));
+        return Err(format!(
+            "questions of the hand-written sets not found in the data: {missing:?}"
+        ));
     }
 
     let mut texts: Vec<String> = Vec::new();
@@ -183,19 +220,39 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
         }
     }
     texts.extend(sp_questions.iter().cloned());
-    texts.extend(handwritten::SERVICE_PUBLIC_PARAPHRASES.iter().map(|(_, p)| (*p).to_owned()));
-    texts.extend(handwritten::BOOKSTORE_GROUPS.iter().flat_map(|g| g.iter().map(|q| (*q).to_owned())));
+    texts.extend(
+        handwritten::SERVICE_PUBLIC_PARAPHRASES
+            .iter()
+            .map(|(_, p)| (*p).to_owned()),
+    );
+    texts.extend(
+        handwritten::BOOKSTORE_GROUPS
+            .iter()
+            .flat_map(|g| g.iter().map(|q| (*q).to_owned())),
+    );
     let config = EmbeddingConfig::from_env_or_default();
-    let embedder = tokio::task::spawn_blocking(move || Embedder::load(&config)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let embedder = tokio::task::spawn_blocking(move || Embedder::load(&config))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let saved: HashMap<String, Vec<f32>> = match &args.vectors {
         Some(path) if path.is_file() => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
         }
         _ => HashMap::new(),
     };
-    let todo: Vec<String> = texts.into_iter().filter(|t| !saved.contains_key(t)).collect();
-    eprintln!("embedding {} texts with {} ({} reused)", todo.len(), embedder.model_id(), saved.len());
+    let todo: Vec<String> = texts
+        .into_iter()
+        .filter(|t| !saved.contains_key(t))
+        .collect();
+    eprintln!(
+        "embedding {} texts with {} ({} reused)",
+        todo.len(),
+        embedder.model_id(),
+        saved.len()
+    );
     let Vectors(mut vectors) = embed_all(&embedder, todo).await?;
     vectors.extend(saved);
     if let Some(path) = &args.vectors {
@@ -206,14 +263,21 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
 
     let guards = GuardSettings::default();
     let mut out = String::new();
-    let _ = writeln!(out, "Model `{}`, threshold {t:.2}, {} candidates per question.\n", embedder.model_id(), CANDIDATES);
+    let _ = writeln!(
+        out,
+        "Model `{}`, threshold {t:.2}, {} candidates per question.\n",
+        embedder.model_id(),
+        CANDIDATES
+    );
 
     // === pairs ===
     let _ = writeln!(out, "#### Pairs: one question cached, the other asked\n");
     let _ = writeln!(out, "| data set | paraphrase pairs | non-paraphrase pairs | hits, no guards | false hits, no guards | hits, guards | false hits, guards |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
     for set in &sets {
-        let h = |pairs: &[Pair], g: Option<&GuardSettings>| rate(pairs, |(a, b)| hit(&vectors, a, b, t, g));
+        let h = |pairs: &[Pair], g: Option<&GuardSettings>| {
+            rate(pairs, |(a, b)| hit(&vectors, a, b, t, g))
+        };
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | **{}** | **{}** |",
@@ -243,55 +307,105 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
             })
             .collect()
     };
-    let distinct: Vec<(String, Vec<usize>)> = sp_questions.iter().map(|q| (q.clone(), twin(q))).collect();
-    let paraphrased: Vec<(String, Vec<usize>)> =
-        handwritten::SERVICE_PUBLIC_PARAPHRASES.iter().map(|(title, p)| ((*p).to_owned(), find(title).into_iter().collect())).collect();
-    let heads: Vec<String> = handwritten::BOOKSTORE_GROUPS.iter().map(|g| g[0].to_owned()).collect();
-    let book_queries: Vec<(String, Vec<usize>)> =
-        handwritten::BOOKSTORE_GROUPS.iter().enumerate().flat_map(|(i, g)| g[1..].iter().map(move |q| ((*q).to_owned(), vec![i]))).collect();
+    let distinct: Vec<(String, Vec<usize>)> =
+        sp_questions.iter().map(|q| (q.clone(), twin(q))).collect();
+    let paraphrased: Vec<(String, Vec<usize>)> = handwritten::SERVICE_PUBLIC_PARAPHRASES
+        .iter()
+        .map(|(title, p)| ((*p).to_owned(), find(title).into_iter().collect()))
+        .collect();
+    let heads: Vec<String> = handwritten::BOOKSTORE_GROUPS
+        .iter()
+        .map(|g| g[0].to_owned())
+        .collect();
+    let book_queries: Vec<(String, Vec<usize>)> = handwritten::BOOKSTORE_GROUPS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| g[1..].iter().map(move |q| ((*q).to_owned(), vec![i])))
+        .collect();
 
-    let _ = writeln!(out, "\n#### Nearest neighbour: every question cached, each asked against all the others\n");
+    let _ = writeln!(
+        out,
+        "\n#### Nearest neighbour: every question cached, each asked against all the others\n"
+    );
     let _ = writeln!(out, "| cache / questions asked | questions | right hits, no guards | wrong hits, no guards | right hits, guards | wrong hits, guards |");
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
-    let rows: [(&str, &[String], &[(String, Vec<usize>)]); 3] = [
+    /// A table row: its label, the cached questions and the questions asked with their twins.
+    type Row<'a> = (&'a str, &'a [String], &'a [(String, Vec<usize>)]);
+    let rows: [Row; 3] = [
         ("Service-Public.fr, {n} distinct questions / each of them (any hit but a listed twin is wrong)", &sp_questions, &distinct),
         ("Service-Public.fr, {n} distinct questions / hand-written paraphrases of {p} of them", &sp_questions, &paraphrased),
         ("bookstore, first question of each of the {n} groups / the other questions of the groups", &heads, &book_queries),
     ];
     for (name, entries, queries) in rows {
-        let name = name.replace("{n}", &entries.len().to_string()).replace("{p}", &queries.len().to_string());
-        let (u, g) = (nearest(&vectors, entries, queries, t, None), nearest(&vectors, entries, queries, t, Some(&guards)));
+        let name = name
+            .replace("{n}", &entries.len().to_string())
+            .replace("{p}", &queries.len().to_string());
+        let (u, g) = (
+            nearest(&vectors, entries, queries, t, None),
+            nearest(&vectors, entries, queries, t, Some(&guards)),
+        );
         let f = |n: usize, s: &Search| pct(n as f64 / s.queries.max(1) as f64);
-        let _ = writeln!(out, "| {name} | {} | {} | {} | **{}** | **{}** |", u.queries, f(u.correct, &u), f(u.wrong, &u), f(g.correct, &g), f(g.wrong, &g));
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | **{}** | **{}** |",
+            u.queries,
+            f(u.correct, &u),
+            f(u.wrong, &u),
+            f(g.correct, &g),
+            f(g.wrong, &g)
+        );
     }
 
     // === sweep ===
-    let _ = writeln!(out, "\n#### Threshold sweep, guards on (paraphrase hits / false hits, pairs protocol)\n");
+    let _ = writeln!(
+        out,
+        "\n#### Threshold sweep, guards on (paraphrase hits / false hits, pairs protocol)\n"
+    );
     let _ = write!(out, "| threshold |");
     for set in &sets {
-        let _ = write!(out, " {} |", set.name.split([' ', ',']).next().unwrap_or(""));
+        let _ = write!(
+            out,
+            " {} |",
+            set.name.split([' ', ',']).next().unwrap_or("")
+        );
     }
     let _ = writeln!(out, " Service-Public NN (right / wrong) |");
     let _ = writeln!(out, "|---:|{}---:|", "---:|".repeat(sets.len()));
     for &th in SWEEP {
         let _ = write!(out, "| {th:.2} |");
         for set in &sets {
-            let p = rate(&set.paraphrases, |(a, b)| hit(&vectors, a, b, th, Some(&guards)));
+            let p = rate(&set.paraphrases, |(a, b)| {
+                hit(&vectors, a, b, th, Some(&guards))
+            });
             let f = rate(&set.others, |(a, b)| hit(&vectors, a, b, th, Some(&guards)));
             let _ = write!(out, " {} / {} |", pct(p), pct(f));
         }
         let s = nearest(&vectors, &sp_questions, &paraphrased, th, Some(&guards));
         let d = nearest(&vectors, &sp_questions, &distinct, th, Some(&guards));
         let n = |x: usize, q: usize| pct(x as f64 / q.max(1) as f64);
-        let _ = writeln!(out, " {} / {} |", n(s.correct, s.queries), n(d.wrong + s.wrong, d.queries + s.queries));
+        let _ = writeln!(
+            out,
+            " {} / {} |",
+            n(s.correct, s.queries),
+            n(d.wrong + s.wrong, d.queries + s.queries)
+        );
     }
 
     // === ablation ===
     let _ = writeln!(out, "\n#### Each guard's share: false hits with one guard off (threshold {t:.2}, all non-paraphrase pairs)\n");
     let others: Vec<Pair> = sets.iter().flat_map(|s| s.others.iter().cloned()).collect();
     // banking77's same-intent pairs are not paraphrases (see the pairs table): left out here.
-    let paraphrases: Vec<Pair> = sets.iter().filter(|s| !s.name.starts_with("banking77")).flat_map(|s| s.paraphrases.iter().cloned()).collect();
-    let _ = writeln!(out, "| guards | false hits ({} pairs) | paraphrase hits ({} pairs, STS-B and bookstore) |", others.len(), paraphrases.len());
+    let paraphrases: Vec<Pair> = sets
+        .iter()
+        .filter(|s| !s.name.starts_with("banking77"))
+        .flat_map(|s| s.paraphrases.iter().cloned())
+        .collect();
+    let _ = writeln!(
+        out,
+        "| guards | false hits ({} pairs) | paraphrase hits ({} pairs, STS-B and bookstore) |",
+        others.len(),
+        paraphrases.len()
+    );
     let _ = writeln!(out, "|---|---:|---:|");
     let mut variants: Vec<(String, GuardSettings)> = vec![("all on".into(), guards.clone())];
     for guard in Guard::ALL {
@@ -305,8 +419,20 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
         }
         variants.push((format!("all but {}", guard.as_str()), s));
     }
-    variants.push(("content tolerance 0".into(), GuardSettings { content_tolerance: 0.0, ..guards.clone() }));
-    variants.push(("content tolerance 0.5".into(), GuardSettings { content_tolerance: 0.5, ..guards.clone() }));
+    variants.push((
+        "content tolerance 0".into(),
+        GuardSettings {
+            content_tolerance: 0.0,
+            ..guards.clone()
+        },
+    ));
+    variants.push((
+        "content tolerance 0.5".into(),
+        GuardSettings {
+            content_tolerance: 0.5,
+            ..guards.clone()
+        },
+    ));
     variants.push(("none".into(), GuardSettings::off()));
     for (name, s) in &variants {
         let f = rate(&others, |(a, b)| hit(&vectors, a, b, t, Some(s)));
@@ -315,8 +441,14 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
     }
 
     // === adversarial table ===
-    let _ = writeln!(out, "\n#### Hand-written adversarial pairs (all must be misses)\n");
-    let _ = writeln!(out, "| kind | cached question | new question | similarity | no guards | guards |");
+    let _ = writeln!(
+        out,
+        "\n#### Hand-written adversarial pairs (all must be misses)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| kind | cached question | new question | similarity | no guards | guards |"
+    );
     let _ = writeln!(out, "|---|---|---|---:|---|---|");
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (cached, new, kind) in handwritten::ADVERSARIAL {
@@ -331,12 +463,28 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
         let e = by_kind.entry(kind).or_default();
         e.0 += 1;
         e.1 += usize::from(guarded == "**HIT**");
-        let _ = writeln!(out, "| {kind} | {cached} | {new} | {s:.3} | {unguarded} | {guarded} |");
+        let _ = writeln!(
+            out,
+            "| {kind} | {cached} | {new} | {s:.3} | {unguarded} | {guarded} |"
+        );
     }
     let hits: usize = by_kind.values().map(|v| v.1).sum();
-    let _ = writeln!(out, "\nAdversarial hits with guards: {hits} of {}.", handwritten::ADVERSARIAL.len());
+    let _ = writeln!(
+        out,
+        "\nAdversarial hits with guards: {hits} of {}.",
+        handwritten::ADVERSARIAL.len()
+    );
     if args.details {
-        details(&mut out, &vectors, &sets, &sp_questions, &distinct, &paraphrased, t, &guards);
+        details(
+            &mut out,
+            &vectors,
+            &sets,
+            &sp_questions,
+            &distinct,
+            &paraphrased,
+            t,
+            &guards,
+        );
     }
     Ok(out)
 }
@@ -353,41 +501,72 @@ fn details(
     t: f32,
     guards: &GuardSettings,
 ) {
-    let verdict = |cached: &str, new: &str| guards::check(&Analysis::of(new), &Analysis::of(cached), guards);
+    let verdict =
+        |cached: &str, new: &str| guards::check(&Analysis::of(new), &Analysis::of(cached), guards);
     for set in sets {
         let _ = writeln!(out, "\n#### {}: false hits\n", set.name);
-        for (a, b) in set.others.iter().filter(|(a, b)| hit(vectors, a, b, t, Some(guards))) {
+        for (a, b) in set
+            .others
+            .iter()
+            .filter(|(a, b)| hit(vectors, a, b, t, Some(guards)))
+        {
             let _ = writeln!(out, "- {:.3} `{a}` / `{b}`", vectors.similarity(a, b));
         }
         let _ = writeln!(out, "\n#### {}: paraphrase misses\n", set.name);
-        for (a, b) in set.paraphrases.iter().filter(|(a, b)| !hit(vectors, a, b, t, Some(guards))) {
+        for (a, b) in set
+            .paraphrases
+            .iter()
+            .filter(|(a, b)| !hit(vectors, a, b, t, Some(guards)))
+        {
             let why = match verdict(a, b) {
                 Err(g) => g.as_str(),
                 Ok(()) => "threshold",
             };
-            let _ = writeln!(out, "- {:.3} {why}: `{a}` / `{b}`", vectors.similarity(a, b));
+            let _ = writeln!(
+                out,
+                "- {:.3} {why}: `{a}` / `{b}`",
+                vectors.similarity(a, b)
+            );
         }
     }
     let analyses: Vec<Analysis> = entries.iter().map(|e| Analysis::of(e)).collect();
-    for (name, queries) in [("Service-Public.fr distinct questions", distinct), ("Service-Public.fr paraphrases", paraphrased)] {
-        let _ = writeln!(out, "\n#### {name}: nearest-neighbour outcomes other than a right hit\n");
+    for (name, queries) in [
+        ("Service-Public.fr distinct questions", distinct),
+        ("Service-Public.fr paraphrases", paraphrased),
+    ] {
+        let _ = writeln!(
+            out,
+            "\n#### {name}: nearest-neighbour outcomes other than a right hit\n"
+        );
         for (query, expected) in queries {
             let q = vectors.get(query);
-            let mut candidates: Vec<(f32, usize)> =
-                entries.iter().enumerate().filter(|(_, e)| *e != query).map(|(i, e)| (dot(q, vectors.get(e)), i)).filter(|(s, _)| *s >= t).collect();
+            let mut candidates: Vec<(f32, usize)> = entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| *e != query)
+                .map(|(i, e)| (dot(q, vectors.get(e)), i))
+                .filter(|(s, _)| *s >= t)
+                .collect();
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
             candidates.truncate(CANDIDATES);
             let new = Analysis::of(query);
-            let found = candidates.iter().find(|(_, i)| guards::check(&new, &analyses[*i], guards).is_ok());
+            let found = candidates
+                .iter()
+                .find(|(_, i)| guards::check(&new, &analyses[*i], guards).is_ok());
             match found {
                 Some((s, i)) if !expected.contains(i) => {
                     let _ = writeln!(out, "- WRONG {s:.3} `{query}` -> `{}`", entries[*i]);
                 }
                 None if !expected.is_empty() => {
-                    let best = candidates.first().map_or(String::from("nothing above the threshold"), |(s, i)| {
-                        let why = guards::check(&new, &analyses[*i], guards).err().map_or("", |g| g.as_str());
-                        format!("{s:.3} {why} `{}`", entries[*i])
-                    });
+                    let best = candidates.first().map_or(
+                        String::from("nothing above the threshold"),
+                        |(s, i)| {
+                            let why = guards::check(&new, &analyses[*i], guards)
+                                .err()
+                                .map_or("", |g| g.as_str());
+                            format!("{s:.3} {why} `{}`", entries[*i])
+                        },
+                    );
                     let _ = writeln!(out, "- MISS `{query}`: best {best}");
                 }
                 _ => {}
@@ -403,7 +582,10 @@ mod tests {
     #[test]
     fn pairs_cover_every_group() {
         let pairs = bookstore_pairs();
-        let expected: usize = handwritten::BOOKSTORE_GROUPS.iter().map(|g| g.len() * (g.len() - 1) / 2).sum();
+        let expected: usize = handwritten::BOOKSTORE_GROUPS
+            .iter()
+            .map(|g| g.len() * (g.len() - 1) / 2)
+            .sum();
         assert_eq!(pairs.len(), expected);
     }
 
