@@ -36,6 +36,8 @@ pub struct Machine {
     pub loadavg_after: Option<String>,
     pub started_unix: u64,
     pub duration_s: f64,
+    /// The code measured: `git describe` of the working tree, `-dirty` when it had changes.
+    pub code: Option<String>,
 }
 
 impl Machine {
@@ -48,8 +50,23 @@ impl Machine {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             duration_s: 0.0,
+            code: code_version(),
         }
     }
+}
+
+/// `git describe --always --dirty` of the current directory, when it is a git checkout.
+fn code_version() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    out.status
+        .success()
+        .then(|| text.trim().to_owned())
+        .filter(|t| !t.is_empty())
 }
 
 /// The first three fields of `/proc/loadavg`.
@@ -181,11 +198,12 @@ impl RunReport {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "Machine: {} cores, load average {} before and {} after; the run took {:.0} s.",
+            "Machine: {} cores, load average {} before and {} after; the run took {:.0} s. Code: {}.",
             m.cores,
             m.loadavg_before.as_deref().unwrap_or("?"),
             m.loadavg_after.as_deref().unwrap_or("?"),
-            m.duration_s
+            m.duration_s,
+            m.code.as_deref().unwrap_or("unknown")
         );
         let _ = writeln!(out);
         let _ = writeln!(
