@@ -13,7 +13,7 @@ cargo build --workspace --all-targets
 # Process-level tests start several servers each; two at a time suits 2 cores.
 cargo nextest run --workspace --no-fail-fast --test-threads 2
 
-LIBRIASSIST_BIN=target/debug/libriassist tests/browser/run.sh
+LIBRIASSIST_BIN="$PWD/target/debug/libriassist" tests/browser/run.sh
 # The metrics test above saved a scrape of a fresh origin: the dashboard may only query
 # families that exist there.
 scripts/validate-deploy.sh --metrics target/tmp/origin-metrics-fresh.prom
