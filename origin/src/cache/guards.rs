@@ -399,6 +399,16 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any text, however odd, is analysed and compared without a panic.
+        #[test]
+        fn never_panics(a in "\\PC{0,80}", b in "[a-zA-Z0-9àéèêçôù' ,.?!-]{0,80}") {
+            let (x, y) = (Analysis::of(&a), Analysis::of(&b));
+            let _ = check(&x, &y, &GuardSettings::default());
+            let _ = check(&y, &x, &GuardSettings { content_tolerance: 0.99, ..GuardSettings::default() });
+        }
+    }
+
     #[test]
     fn questions_without_topic_words_are_never_matched() {
         assert_eq!(verdict("Et alors ?", "Et alors ?"), Err(Guard::Content));

@@ -130,7 +130,8 @@ impl Caches {
     }
 
     /// Turns the semantic cache on with `embedder`. Does nothing when it is off in the
-    /// configuration or already on.
+    /// configuration or already on. Call it from within the Tokio runtime: with Redis, it
+    /// starts loading the current scope's entries in the background.
     pub fn attach_embedder(&self, embedder: Arc<dyn QueryEmbedder>) {
         let Some(settings) = self.semantic_settings.clone() else {
             return;
