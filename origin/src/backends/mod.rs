@@ -138,6 +138,38 @@ pub fn http_client() -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// Sends a request, turning a connection failure or a non-2xx answer into a [`BackendError`].
+async fn send(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, BackendError> {
+    let response = request.send().await.map_err(|e| connect_error(url, &e))?;
+    if !response.status().is_success() {
+        return Err(status_error(url, response).await);
+    }
+    Ok(response)
+}
+
+/// GETs a model listing (`/api/tags`, `/v1/models`) with a short timeout: a health check must
+/// not hang on a stuck server.
+async fn get_listing<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+) -> Result<T, BackendError> {
+    let request = client
+        .get(format!("{url}{path}"))
+        .timeout(std::time::Duration::from_secs(3));
+    send(url, request)
+        .await?
+        .json()
+        .await
+        .map_err(|e| BackendError::Protocol {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })
+}
+
 fn connect_error(url: &str, e: &reqwest::Error) -> BackendError {
     BackendError::Connect {
         url: url.to_owned(),

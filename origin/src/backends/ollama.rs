@@ -2,7 +2,7 @@
 
 use super::stream::lines;
 use super::{
-    connect_error, status_error, Backend, BackendError, BackendEvent, BackendKind, Completion,
+    get_listing, send, Backend, BackendError, BackendEvent, BackendKind, Completion,
     GenerationRequest, TokenStream,
 };
 use futures::future::BoxFuture;
@@ -124,16 +124,11 @@ impl Backend for OllamaBackend {
                     "top_k": request.options.top_k,
                 },
             });
-            let response = self
+            let request = self
                 .client
                 .post(format!("{}/api/chat", self.base))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| connect_error(&self.base, &e))?;
-            if !response.status().is_success() {
-                return Err(status_error(&self.base, response).await);
-            }
+                .json(&body);
+            let response = send(&self.base, request).await?;
             let url = self.base.clone();
             let events = lines(url.clone(), response.bytes_stream())
                 .filter_map(move |line| {
@@ -152,20 +147,7 @@ impl Backend for OllamaBackend {
 
     fn check_model<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let response = self
-                .client
-                .get(format!("{}/api/tags", self.base))
-                .timeout(std::time::Duration::from_secs(3))
-                .send()
-                .await
-                .map_err(|e| connect_error(&self.base, &e))?;
-            if !response.status().is_success() {
-                return Err(status_error(&self.base, response).await);
-            }
-            let tags: Tags = response.json().await.map_err(|e| BackendError::Protocol {
-                url: self.base.clone(),
-                message: e.to_string(),
-            })?;
+            let tags: Tags = get_listing(&self.client, &self.base, "/api/tags").await?;
             if tags.models.iter().any(|m| same_model(&m.name, model)) {
                 Ok(())
             } else {

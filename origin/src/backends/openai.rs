@@ -3,7 +3,7 @@
 
 use super::stream::lines;
 use super::{
-    connect_error, status_error, Backend, BackendError, BackendEvent, BackendKind, Completion,
+    get_listing, send, Backend, BackendError, BackendEvent, BackendKind, Completion,
     GenerationRequest, TokenStream,
 };
 use futures::future::BoxFuture;
@@ -125,16 +125,11 @@ impl Backend for OpenAiBackend {
                 "temperature": request.options.temperature,
                 "top_k": request.options.top_k,
             });
-            let response = self
+            let request = self
                 .client
                 .post(format!("{}/v1/chat/completions", self.base))
-                .json(&body)
-                .send()
-                .await
-                .map_err(|e| connect_error(&self.base, &e))?;
-            if !response.status().is_success() {
-                return Err(status_error(&self.base, response).await);
-            }
+                .json(&body);
+            let response = send(&self.base, request).await?;
             let url = self.base.clone();
             let mut decoder = Decoder::default();
             let events = lines(url.clone(), response.bytes_stream())
@@ -152,20 +147,7 @@ impl Backend for OpenAiBackend {
 
     fn check_model<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
-            let response = self
-                .client
-                .get(format!("{}/v1/models", self.base))
-                .timeout(std::time::Duration::from_secs(3))
-                .send()
-                .await
-                .map_err(|e| connect_error(&self.base, &e))?;
-            if !response.status().is_success() {
-                return Err(status_error(&self.base, response).await);
-            }
-            let models: Models = response.json().await.map_err(|e| BackendError::Protocol {
-                url: self.base.clone(),
-                message: e.to_string(),
-            })?;
+            let models: Models = get_listing(&self.client, &self.base, "/v1/models").await?;
             if models.data.iter().any(|m| m.id == model) {
                 Ok(())
             } else {
