@@ -21,6 +21,7 @@ use crate::pipeline::prompt::PromptBuilder;
 use crate::pipeline::retrieve::Retrieve;
 use crate::pipeline::semantic_cache::SemanticCacheStage;
 use crate::pipeline::Pipeline;
+use axum::serve::ListenerExt;
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -356,6 +357,11 @@ pub async fn serve(config: Config, source: Overrides) -> Result<(), ServeError> 
     // Accepting goes on while answers run, so that new questions and readiness probes get their
     // 503 (see drain.rs); the listener closes with the last answer.
     let stop_accepting = drain.clone();
+    // Tokens are small writes: without TCP_NODELAY, Nagle's algorithm holds each one back until
+    // the previous is acknowledged, adding tens of milliseconds to a streamed answer.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop_accepting.finished().await });
     // Streams still running at the deadline end with an error event; give them a moment to
