@@ -68,8 +68,8 @@ COPY --from=models /opt/libriassist/cache/models/ /opt/libriassist/cache/models/
 COPY --from=origin-build /out/libriassist /usr/local/bin/libriassist
 
 FROM runtime AS index
-COPY examples/ /tmp/examples/
-RUN libriassist ingest --input /tmp/examples/ --out /var/lib/libriassist/index
+COPY examples/faq-librairie.jsonl /tmp/examples/
+RUN libriassist ingest --input /tmp/examples/faq-librairie.jsonl --out /var/lib/libriassist/index
 
 # === Edge image: stock Envoy plus the filter ===
 FROM envoyproxy/envoy:v${ENVOY_VERSION} AS edge
