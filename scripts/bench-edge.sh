@@ -246,7 +246,9 @@ wait_http "http://127.0.0.1:$ORIGIN_PORT/readyz" 200 120 || { cat "$TMP/origin.e
 # The static upstream of the pass-through variants: a second Envoy answering everything from
 # direct_response (200 for the API and /healthz, 404 for cache lookups, as the origin answers
 # an unknown key). Fixed cost per request, and none of the origin's work, so the difference
-# between the two proxies is the filter's.
+# between the two proxies is the filter's. The buffer filter makes it read a POST body before
+# answering: a direct_response sent before the body is in makes Envoy close the connection,
+# and every forwarded chat request would then pay for a new upstream connection.
 UP_PORT=$(free_port)
 UP_ADMIN=$(free_port)
 cat >"$TMP/upstream.yaml" <<EOF
@@ -279,6 +281,10 @@ static_resources:
             - header: { key: content-type, value: application/json }
               append_action: OVERWRITE_IF_EXISTS_OR_ADD
           http_filters:
+          - name: envoy.filters.http.buffer
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 65536
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -387,11 +393,17 @@ envoy_stat() {
     v=$(curl -s --max-time 2 "http://127.0.0.1:$1/stats?filter=^$2\$" | sed -n "s/^$2: //p" | head -1)
     echo "${v:-0}"
 }
-# The counters read around each run: edge hits, edge misses, and connections the listener
-# accepted (wrk keeps its connections open, so a variant that makes Envoy close them shows here).
+# The counters read around each run: edge hits, edge misses, connections the listener
+# accepted (wrk keeps its connections open, so a variant that makes Envoy close them shows
+# here), lookup calls the filter made, and connections the static upstream accepted (likewise
+# for the proxy's pool).
 COUNTERS=(wasmcustom.libriassist_edge_cache_hits wasmcustom.libriassist_edge_cache_misses
-    http.public.downstream_cx_total)
-counters() { local c; for c in "${COUNTERS[@]}"; do printf '%s ' "$(envoy_stat "$1" "$c")"; done; }
+    http.public.downstream_cx_total cluster.libriassist_cache.upstream_rq_total)
+counters() {
+    local c
+    for c in "${COUNTERS[@]}"; do printf '%s ' "$(envoy_stat "$1" "$c")"; done
+    envoy_stat "$UP_ADMIN" http.upstream.downstream_cx_total
+}
 
 run_wrk() { # run_wrk URL SCRIPT SECONDS
     wrk -t1 -c"$CONNECTIONS" -d"${3}s" --timeout 2s -s "$TMP/$2.lua" "$1" | sed -n 's/^RESULT //p'
@@ -413,7 +425,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         [ -n "$line" ] || { log "wrk gave no result for $name"; exit 1; }
         read -r -a after <<<"$(counters "$admin")"
         deltas=""
-        for i in "${!COUNTERS[@]}"; do deltas+=" $((after[i] - before[i]))"; done
+        for i in "${!before[@]}"; do deltas+=" $((after[i] - before[i]))"; done
         echo "$name $round $line$deltas" >>"$RESULTS"
         log "round $round $name: $(awk '{printf "%.0f req/s, p50 %.2f ms, p99 %.2f ms", $3 / ($4 / 1e6), $5 / 1e3, $6 / 1e3}' <<<"$name $round $line")"
     done
@@ -422,7 +434,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- report -------------------------------------------------------------------------------------
 # Fields of $RESULTS: name round requests duration_us p50_us p99_us non2xx socket_errors hits
-# misses connections
+# misses connections lookups upstream_connections
 REPORT="$TMP/report.md"
 awk -v rounds="$ROUNDS" -v secs="$SECONDS_PER_RUN" -v conns="$CONNECTIONS" \
     -v hit_bytes="$HIT_BYTES" -v direct_bytes="$DIRECT_BYTES" \
@@ -440,7 +452,7 @@ function hi(list,    n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2
     rps = $3 / ($4 / 1e6)
     r[$1, $2] = rps
     RPS[$1] = RPS[$1] " " rps; P50[$1] = P50[$1] " " $5 / 1e3; P99[$1] = P99[$1] " " $6 / 1e3
-    REQ[$1] += $3; BAD[$1] += $7 + $8; HITS[$1] += $9; MISSES[$1] += $10; CX[$1] += $11
+    REQ[$1] += $3; BAD[$1] += $7 + $8; HITS[$1] += $9; MISSES[$1] += $10; CX[$1] += $11; LOOKUPS[$1] += $12; UPCX[$1] += $13
 }
 function row(name, what, base, kind,    ratios, i, m, text) {
     if (base == "") text = "baseline"
@@ -480,6 +492,9 @@ END {
     printf "%d responses were not 2xx or failed at the socket; connections the proxy accepted per run (wrk opens %d):", bad, conns
     n = split("direct direct_empty hit get_plain get_empty get_filter miss_plain miss_filter miss_nolookup", names, " ")
     for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], CX[names[i]] / rounds
+    printf "; lookup calls per run: hit %.0f, miss_filter %.0f", LOOKUPS["hit"] / rounds, LOOKUPS["miss_filter"] / rounds
+    printf "; connections the static upstream accepted per run:"
+    for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], UPCX[names[i]] / rounds
     print "."
 }' "$RESULTS" >"$REPORT"
 
