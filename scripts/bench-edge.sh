@@ -349,11 +349,16 @@ start_envoy empty "$TMP/empty.yaml" "$EMPTY_ADMIN"
 
 # The proxies must see the upstream healthy before it gets traffic.
 for admin in "$PLAIN_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN"; do
+    healthy=0
     for ((i = 0; i < 100; i++)); do
-        curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
-            grep -q '^libriassist_origin::.*::health_flags::healthy$' && break
+        if curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
+            grep -q '^libriassist_origin::.*::health_flags::healthy$'; then
+            healthy=1
+            break
+        fi
         sleep 0.1
     done
+    [ "$healthy" = 1 ] || { log "the Envoy with admin port $admin never saw the upstream healthy"; exit 1; }
 done
 
 DIRECT_BYTES=$(curl -s --max-time 5 "http://127.0.0.1:$PLAIN_PORT/bench/direct" | wc -c)
@@ -487,7 +492,7 @@ END {
     printf "pass-through overhead %.1f%% on GET (goal <= 15%%: %s), %.1f%% on chat misses (%s), ", RESULT["get_filter"], (RESULT["get_filter"] <= 15 ? "met" : "MISSED"), RESULT["miss_filter"], (RESULT["miss_filter"] <= 15 ? "met" : "MISSED")
     printf "%.1f%% on chat requests without the lookup call (%s).\n", RESULT["miss_nolookup"], (RESULT["miss_nolookup"] <= 15 ? "met" : "MISSED")
     print ""
-    printf "Checks: %d of %d hit requests counted as edge hits by the filter, %d of %d miss requests as misses; ", HITS["hit"], REQ["hit"], MISSES["miss_filter"], REQ["miss_filter"]
+    printf "Checks: the filter counted %d edge hits for %d hit requests completed, %d misses for %d miss requests (the excess: requests in flight when wrk stopped); ", HITS["hit"], REQ["hit"], MISSES["miss_filter"], REQ["miss_filter"]
     bad = 0; for (n in BAD) bad += BAD[n]
     printf "%d responses were not 2xx or failed at the socket; connections the proxy accepted per run (wrk opens %d):", bad, conns
     n = split("direct direct_empty hit get_plain get_empty get_filter miss_plain miss_filter miss_nolookup", names, " ")
