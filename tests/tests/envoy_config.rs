@@ -83,3 +83,35 @@ fn configurations_pass_envoy_validate() {
         "{log}"
     );
 }
+
+/// The deployed Envoys (compose, Kubernetes sidecar) are written by hand, not rendered from the
+/// template, so the settings the filter cannot work without are checked here: offline
+/// validation accepts a plugin that would hang every chat request.
+#[test]
+fn deployed_envoys_wire_the_filter_like_the_local_one() {
+    for file in ["envoy/envoy.compose.yaml", "deploy/k8s/base/envoy-sidecar.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
+        for needle in [
+            // Without it Envoy never delivers the body of a request whose headers the filter holds.
+            "allow_on_headers_stop_iteration: true",
+            // The dashboards' VM reload series is named after the plugin.
+            "name: libriassist\n",
+            "root_id: libriassist\n",
+            // The filter matches paths exactly.
+            "normalize_path: true",
+            "merge_slashes: true",
+            // Envoy's own upstream-failure replies are JSON like every other error.
+            "local_reply_config:",
+        ] {
+            assert!(text.contains(needle), "{file} lacks `{}`", needle.trim_end());
+        }
+        let config = text
+            .lines()
+            .skip_while(|line| !line.contains("envoy.filters.http.wasm"))
+            .find_map(|line| line.trim().strip_prefix("value: '"))
+            .and_then(|rest| rest.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("{file}: no filter configuration string"));
+        libriassist_filter::config::Config::parse(config.as_bytes())
+            .unwrap_or_else(|e| panic!("{file}: filter configuration refused: {e:?}"));
+    }
+}
