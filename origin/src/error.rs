@@ -7,6 +7,7 @@
 use crate::backends::PoolError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use libriassist_protocol::headers::RETRY_ELSEWHERE;
 use libriassist_protocol::{ErrorBody, ErrorCode, ErrorDetail};
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,12 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        // A draining origin has sent nothing of the answer: another origin can take it.
+        if matches!(self, AppError::Draining) {
+            response
+                .headers_mut()
+                .insert(RETRY_ELSEWHERE, HeaderValue::from_static("draining"));
         }
         response
     }

@@ -6,6 +6,10 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub const CACHE_KEY: &str = "x-libriassist-cache-key";
 /// Which layer answered: `edge`, `exact`, `semantic`, `coalesced` or `miss`.
 pub const X_CACHE: &str = "x-cache";
+/// Set by the origin on a refusal that comes before any work the client could see (a draining
+/// origin): the proxy in front may send the same request to another origin. Envoy's route
+/// retry policy matches it with `retriable-headers`.
+pub const RETRY_ELSEWHERE: &str = "x-libriassist-retry-elsewhere";
 /// Bearer token for the origin's admin endpoints.
 pub const AUTHORIZATION: &str = "authorization";
 pub const RETRY_AFTER: &str = "retry-after";

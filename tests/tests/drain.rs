@@ -41,6 +41,15 @@ async fn expect_draining(response: reqwest::Response, what: &str) {
         response.headers().get("retry-after").is_some(),
         "{what}: no Retry-After"
     );
+    // Nothing of the answer was sent: the proxy in front may give the question to another origin.
+    assert_eq!(
+        response
+            .headers()
+            .get("x-libriassist-retry-elsewhere")
+            .and_then(|v| v.to_str().ok()),
+        Some("draining"),
+        "{what}: no retry marker"
+    );
     let body: serde_json::Value = response.json().await.expect("JSON body");
     assert_eq!(body["error"]["code"], "draining", "{what}: {body}");
 }
