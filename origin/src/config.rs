@@ -65,6 +65,9 @@ pub struct BackendsConfig {
     pub max_backoff_ms: u64,
     /// Different backends a request may try before its first token.
     pub max_attempts: usize,
+    /// Replicas tell each other, through the cache's Redis, what they run on each backend, so
+    /// that together they never send a backend more than its slots.
+    pub share_load: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,6 +107,7 @@ impl Default for BackendsConfig {
             base_backoff_ms: 1_000,
             max_backoff_ms: 30_000,
             max_attempts: 3,
+            share_load: true,
         }
     }
 }

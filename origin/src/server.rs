@@ -75,6 +75,20 @@ pub fn pool(config: &Config) -> Pool {
     Pool::new(backends(config), b.slots, settings)
 }
 
+/// Lets the replicas sharing this configuration's Redis count each other's load on the
+/// backends; without Redis (or with `backends.share_load` off) this origin counts alone.
+fn share_load(config: &Config, pool: &Pool) {
+    let Some(url) = config.cache.redis_url.as_deref() else {
+        return;
+    };
+    if !config.backends.share_load {
+        return;
+    }
+    if let Err(e) = crate::backends::shared_load::spawn(pool.clone(), url) {
+        tracing::error!(error = %e, "backend load not shared: this origin counts alone");
+    }
+}
+
 /// Applies the backends of a re-read configuration to the running pool, without a restart:
 /// SIGHUP and `POST /admin/v1/backends/reload` both end here. Only the backend lists and their
 /// slots change; other options that differ are reported as waiting for a restart.
@@ -208,6 +222,7 @@ pub async fn app(config: &Config, source: Overrides, drain: Drain) -> Result<Rou
     health::check_all(&pool).await;
     // The checker lives as long as the process; the pool handle it holds is cheap.
     health::spawn(pool.clone(), config.backends.health_interval());
+    share_load(config, &pool);
     let reload = Arc::new(BackendsReload::new(source, pool.clone(), config.clone()));
     reload_on_hangup(Arc::clone(&reload), knowledge.clone());
 

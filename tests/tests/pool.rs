@@ -353,3 +353,66 @@ async fn a_killed_simulator_loses_no_waiting_request_and_is_readmitted_after_res
     .await;
     assert!(back <= Duration::from_secs(30));
 }
+
+/// Two origins in front of one 2-slot backend: the second origin keeps its questions in its
+/// own queue while the first one's generations hold the slots, instead of piling them up
+/// inside the backend where no origin can see them.
+#[tokio::test]
+async fn two_origins_sharing_redis_never_send_a_backend_more_than_its_slots() {
+    let redis = libriassist_tests::edge::redis().await;
+    let sims = sims(
+        1,
+        &[
+            "--slots",
+            "2",
+            "--ttft-ms",
+            "100",
+            "--tokens-per-sec",
+            "20",
+            "--answer-tokens",
+            "20",
+        ],
+    )
+    .await;
+    let env = [
+        ("OLLAMA_URLS", urls(&sims)),
+        ("LIBRIASSIST_BACKEND_SLOTS", "2".into()),
+        ("REDIS_URL", format!("redis://{}", redis.addr)),
+    ];
+    let (first, second) = (origin(&env).await, origin(&env).await);
+    let client = reqwest::Client::new();
+    // Each origin's report reaches the other within a heartbeat (1 s) at most.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let ask = |url: String, i: usize| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            read_sse(ask_stream(&client, &url, &format!("Question partagée numéro {i} ?")).await)
+                .await
+        })
+    };
+    let mut asks: Vec<_> = (0..2).map(|i| ask(first.url(), i)).collect();
+    eventually(Duration::from_secs(5), || async {
+        stats(&client, &sims[0]).await["in_flight"] == 2
+    })
+    .await;
+    // The first origin's report of its two generations reaches the second one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    asks.extend((2..6).map(|i| ask(second.url(), i)));
+
+    let mut most_waiting_inside = 0;
+    while !asks.iter().all(|a| a.is_finished()) {
+        let s = stats(&client, &sims[0]).await;
+        most_waiting_inside = most_waiting_inside.max(s["queued"].as_u64().unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for ask in asks {
+        assert_eq!(last_event(&ask.await.unwrap()), "done");
+    }
+    let s = stats(&client, &sims[0]).await;
+    assert_eq!(s["generations_completed"], 6, "{s}");
+    assert_eq!(
+        most_waiting_inside, 0,
+        "no request waited inside the backend: {s}"
+    );
+}

@@ -3,7 +3,8 @@
 //! Split like a load balancer: each backend is a client behind one [`Backend`] trait
 //! (`ollama.rs`, `openai.rs`); the pool (`pool.rs`) admits requests (`admission.rs`), picks the
 //! least-loaded healthy member (`selection.rs`), tracks health (`breaker.rs`, `health.rs`) and
-//! retries a request that failed before its first token.
+//! retries a request that failed before its first token; replicas share their counts
+//! (`shared_load.rs`).
 
 pub mod admission;
 pub mod breaker;
@@ -12,6 +13,7 @@ pub mod ollama;
 pub mod openai;
 pub mod pool;
 pub mod selection;
+pub mod shared_load;
 mod stream;
 
 use futures::future::BoxFuture;

@@ -6,6 +6,9 @@
 //! with a free slot; otherwise it waits in our FIFO admission queue, where it can still be sent to
 //! whichever backend frees up first.
 //!
+//! Replicas of the origin share the backends: each one also knows what the others run on each
+//! backend (`shared_load.rs` exchanges the counts through Redis) and leaves those slots to them.
+//!
 //! All bookkeeping sits behind one short-held mutex; no await happens while it is held.
 //!
 //! Membership can change while serving ([`Pool::reconfigure`], on a configuration reload).
@@ -23,9 +26,10 @@ use crate::metrics;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// How the pool behaves; built from `BackendsConfig`.
 #[derive(Debug, Clone)]
@@ -71,6 +75,8 @@ pub struct Membership {
 
 struct Slot {
     in_flight: usize,
+    /// What the other origins last reported running on this backend.
+    elsewhere: usize,
     breaker: Breaker,
     /// Result of the last active check; `None` before the first one.
     model_present: Option<bool>,
@@ -83,17 +89,27 @@ struct Slot {
     retired: bool,
 }
 
+/// The in-flight counts one other origin reported, by backend URL, until they expire.
+struct PeerLoad {
+    in_flight: BTreeMap<String, usize>,
+    expires: Instant,
+}
+
 struct State {
     /// Parallel to `slots`; grows on reconfiguration, never shrinks.
     members: Vec<Member>,
     slots: Vec<Slot>,
     queue: Queue,
     picks: u64,
+    /// By origin id.
+    peers: HashMap<String, PeerLoad>,
 }
 
 struct Inner {
     state: Mutex<State>,
     settings: PoolSettings,
+    /// Touched on every change of the bookkeeping; the load publisher waits on it.
+    changed: watch::Sender<()>,
 }
 
 /// Cheap to clone; all clones share the same backends and counters.
@@ -111,6 +127,8 @@ pub struct BackendStatus {
     pub healthy: bool,
     pub circuit: &'static str,
     pub in_flight: usize,
+    /// Generations other origins reported running on this backend.
+    pub in_flight_elsewhere: usize,
     pub capacity: usize,
     pub served: u64,
     pub failures: u64,
@@ -127,6 +145,7 @@ impl Slot {
     fn new(settings: &PoolSettings) -> Slot {
         Slot {
             in_flight: 0,
+            elsewhere: 0,
             breaker: Breaker::new(settings.breaker),
             model_present: None,
             last_pick: 0,
@@ -164,11 +183,13 @@ impl Pool {
             members,
             queue: Queue::new(settings.queue_max),
             picks: 0,
+            peers: HashMap::new(),
         };
         let pool = Pool {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 settings,
+                changed: watch::Sender::new(()),
             }),
         };
         pool.publish(&pool.lock());
@@ -277,6 +298,7 @@ impl Pool {
                 healthy: s.healthy(),
                 circuit: s.breaker.name(),
                 in_flight: s.in_flight,
+                in_flight_elsewhere: s.elsewhere,
                 capacity: m.capacity,
                 served: s.served,
                 failures: s.failures,
@@ -418,6 +440,7 @@ impl Pool {
                     slots,
                     queue,
                     picks,
+                    ..
                 } = &mut *state;
                 queue.dispatch(|exclude| decide(members, slots, picks, exclude))
             };
@@ -469,6 +492,60 @@ impl Pool {
             .collect()
     }
 
+    /// This origin's in-flight generations per backend URL, for the other origins.
+    pub(crate) fn local_load(&self) -> BTreeMap<String, usize> {
+        let state = self.lock();
+        state
+            .members
+            .iter()
+            .zip(&state.slots)
+            .filter(|(_, s)| !s.retired || s.in_flight > 0)
+            .map(|(m, s)| (m.backend.url().to_owned(), s.in_flight))
+            .collect()
+    }
+
+    /// Wakes on every change of the bookkeeping (a change may be a no-op for the load).
+    pub(crate) fn changes(&self) -> watch::Receiver<()> {
+        self.inner.changed.subscribe()
+    }
+
+    /// Takes in what origin `peer` runs on each backend, valid until `expires`.
+    pub(crate) fn record_peer(
+        &self,
+        peer: String,
+        in_flight: BTreeMap<String, usize>,
+        expires: Instant,
+    ) {
+        let mut state = self.lock();
+        state.peers.insert(peer, PeerLoad { in_flight, expires });
+        self.count_elsewhere(&mut state, Instant::now());
+    }
+
+    /// Forgets reports that were not renewed in time: their origin crashed, left, or cannot
+    /// reach Redis. Its load then no longer holds slots here.
+    pub(crate) fn expire_peers(&self, now: Instant) {
+        let mut state = self.lock();
+        if state.peers.values().any(|p| p.expires <= now) {
+            self.count_elsewhere(&mut state, now);
+        }
+    }
+
+    fn count_elsewhere(&self, state: &mut State, now: Instant) {
+        state.peers.retain(|_, p| p.expires > now);
+        let State {
+            members,
+            slots,
+            peers,
+            ..
+        } = &mut *state;
+        for (member, slot) in members.iter().zip(slots.iter_mut()) {
+            let url = member.backend.url();
+            slot.elsewhere = peers.values().filter_map(|p| p.in_flight.get(url)).sum();
+        }
+        // Slots the others gave back may serve our waiters now.
+        self.dispatch(state);
+    }
+
     fn backend(&self, index: usize) -> Arc<dyn Backend> {
         Arc::clone(&self.lock().members[index].backend)
     }
@@ -518,6 +595,7 @@ impl Pool {
             metrics::backend_state(m.backend.url(), s.in_flight, capacity, s.healthy());
         }
         metrics::queue_depth(state.queue.len());
+        self.inner.changed.send_replace(());
     }
 }
 
@@ -530,7 +608,7 @@ fn decide(members: &[Member], slots: &mut [Slot], picks: &mut u64, exclude: &[us
     }
     let candidates = (0..slots.len()).filter(eligible).map(|i| Candidate {
         index: i,
-        in_flight: slots[i].in_flight,
+        in_flight: slots[i].in_flight + slots[i].elsewhere,
         allowed: slots[i].breaker.allowed(members[i].capacity),
         last_pick: slots[i].last_pick,
     });
@@ -827,5 +905,41 @@ mod tests {
             "a returning backend is checked again"
         );
         assert_eq!(pool.healthy_capacity(), 4, "capacity follows the new slots");
+    }
+
+    #[tokio::test]
+    async fn slots_another_origin_runs_are_left_to_it_until_its_report_expires() {
+        let pool = Pool::new(vec![fake("http://a", false)], 2, settings());
+        crate::backends::health::check_all(&pool).await;
+        let later = Instant::now() + Duration::from_secs(60);
+        let load = |n: usize| BTreeMap::from([("http://a".to_owned(), n)]);
+
+        pool.record_peer("other".into(), load(2), later);
+        assert!(
+            matches!(
+                pool.generate(request()).await,
+                Err(PoolError::QueueTimeout(_))
+            ),
+            "both slots are taken elsewhere"
+        );
+
+        // A slot given back elsewhere goes to the request waiting here.
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.generate(request()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        pool.record_peer("other".into(), load(1), later);
+        let running = waiting.await.unwrap().unwrap();
+        assert_eq!(running.backend, "http://a");
+        assert_eq!(pool.local_load(), load(1));
+        assert_eq!(pool.snapshot()[0].in_flight_elsewhere, 1);
+
+        // The other origin stops reporting: its slot is free again once the report expires.
+        pool.record_peer("other".into(), load(1), Instant::now());
+        pool.expire_peers(Instant::now());
+        assert_eq!(pool.snapshot()[0].in_flight_elsewhere, 0);
+        assert!(pool.generate(request()).await.is_ok());
+        drop(running);
     }
 }

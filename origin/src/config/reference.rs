@@ -36,6 +36,10 @@ const FILE_ONLY: &[(&str, &str)] = &[
         "Different backends a question may try before its first token",
     ),
     (
+        "backends.share_load",
+        "Replicas share their in-flight counts per backend through the cache's Redis (`cache.redis_url`), so together they never exceed a backend's slots",
+    ),
+    (
         "generation.system_prompt",
         "System prompt; the knowledge base adds the numbered passages after it",
     ),
