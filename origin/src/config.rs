@@ -56,6 +56,9 @@ pub struct BackendsConfig {
     pub first_token_timeout_ms: u64,
     /// A stream with no new token for this long is treated as failed.
     pub idle_token_timeout_ms: u64,
+    /// A backend that owes first tokens and has sent none for this long is stalled: it is
+    /// ejected and the requests waiting on it move to another backend.
+    pub stall_timeout_ms: u64,
     /// Period of the active health check of each backend.
     pub health_interval_ms: u64,
     /// Consecutive failures that open a backend's circuit.
@@ -101,6 +104,7 @@ impl Default for BackendsConfig {
             queue_max: 256,
             queue_timeout_ms: 60_000,
             first_token_timeout_ms: 30_000,
+            stall_timeout_ms: 10_000,
             idle_token_timeout_ms: 30_000,
             health_interval_ms: 2_000,
             failure_threshold: 3,
@@ -134,6 +138,9 @@ impl BackendsConfig {
     }
     pub fn first_token_timeout(&self) -> Duration {
         Duration::from_millis(self.first_token_timeout_ms)
+    }
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.stall_timeout_ms)
     }
     pub fn idle_token_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_token_timeout_ms)
@@ -283,6 +290,9 @@ impl Config {
         }
         if b.health_interval_ms == 0 || b.first_token_timeout_ms == 0 {
             return bad("backends.health_interval_ms and first_token_timeout_ms must be positive");
+        }
+        if b.stall_timeout_ms == 0 {
+            return bad("backends.stall_timeout_ms must be positive");
         }
         for url in b.ollama_urls.iter().chain(&b.openai_urls) {
             match reqwest::Url::parse(url) {

@@ -64,6 +64,7 @@ pub fn pool(config: &Config) -> Pool {
         queue_max: b.queue_max,
         queue_timeout: b.queue_timeout(),
         first_token_timeout: b.first_token_timeout(),
+        stall_timeout: b.stall_timeout(),
         idle_token_timeout: b.idle_token_timeout(),
         max_attempts: b.max_attempts,
         breaker: breaker::Settings {

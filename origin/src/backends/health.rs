@@ -2,6 +2,9 @@
 //! configured model (GET /api/tags or /v1/models). A port that answers is not enough: a server
 //! without the model cannot generate. Failed checks eject a backend at once; once its back-off
 //! has passed, a passing check re-admits it gradually (see `breaker.rs`).
+//!
+//! A hung server still lists its model, so each round also asks the pool which backends owe
+//! first tokens and have sent none for `stall_timeout`: those are ejected the same way.
 
 use super::Pool;
 use std::time::Duration;
@@ -26,6 +29,7 @@ pub fn spawn(pool: Pool, interval: Duration) -> tokio::task::JoinHandle<()> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            pool.eject_stalled(std::time::Instant::now());
             check_all(&pool).await;
         }
     })

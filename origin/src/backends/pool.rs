@@ -38,6 +38,7 @@ pub struct PoolSettings {
     pub queue_max: usize,
     pub queue_timeout: Duration,
     pub first_token_timeout: Duration,
+    pub stall_timeout: Duration,
     pub idle_token_timeout: Duration,
     pub max_attempts: usize,
     pub breaker: breaker::Settings,
@@ -77,6 +78,13 @@ struct Slot {
     in_flight: usize,
     /// What the other origins last reported running on this backend.
     elsewhere: usize,
+    /// Requests sent to it that have not had their first token yet.
+    awaiting: usize,
+    /// Since when it has owed a first token without sending any: set when the first request
+    /// starts waiting, moved on by every first token, cleared when nobody waits.
+    owing_since: Option<Instant>,
+    /// Bumped when it is ejected as stalled; the requests waiting on it move elsewhere.
+    stalls: watch::Sender<u64>,
     breaker: Breaker,
     /// Result of the last active check; `None` before the first one.
     model_present: Option<bool>,
@@ -146,6 +154,9 @@ impl Slot {
         Slot {
             in_flight: 0,
             elsewhere: 0,
+            awaiting: 0,
+            owing_since: None,
+            stalls: watch::Sender::new(0),
             breaker: Breaker::new(settings.breaker),
             model_present: None,
             last_pick: 0,
@@ -328,15 +339,27 @@ impl Pool {
             };
             let queue_wait = started.elapsed();
             tried.push(lease.index);
-            let backend = self.backend(lease.index);
+            let (backend, mut stalled) = self.begin_attempt(lease.index);
+            let silent_for = |seconds: Duration| BackendError::Timeout {
+                url: backend.url().to_owned(),
+                seconds: seconds.as_secs_f64(),
+            };
+            let settings = &self.inner.settings;
             let attempt = tokio::time::timeout(
-                self.inner.settings.first_token_timeout,
+                settings.first_token_timeout,
                 first_event(&*backend, request.clone()),
             );
-            let error = match attempt.await {
-                Ok(Ok((first, rest))) => {
+            let outcome = tokio::select! {
+                outcome = attempt => outcome.unwrap_or_else(|_| Err(silent_for(settings.first_token_timeout))),
+                // Ejected as stalled while this request waited on it: try another one now
+                // rather than at the first-token deadline.
+                _ = stalled.changed() => Err(silent_for(settings.stall_timeout)),
+            };
+            self.end_attempt(lease.index, outcome.is_ok());
+            let error = match outcome {
+                Ok((first, rest)) => {
                     let budget = request.options.num_predict;
-                    let idle = self.inner.settings.idle_token_timeout;
+                    let idle = settings.idle_token_timeout;
                     return Ok(Generation {
                         backend: backend.url().to_owned(),
                         model: request.model,
@@ -345,11 +368,7 @@ impl Pool {
                         events: guarded_stream(lease, first, rest, budget, idle),
                     });
                 }
-                Ok(Err(e)) => e,
-                Err(_) => BackendError::Timeout {
-                    url: backend.url().to_owned(),
-                    seconds: self.inner.settings.first_token_timeout.as_secs_f64(),
-                },
+                Err(e) => e,
             };
             tracing::warn!(backend = backend.url(), error = %error, "generation failed before its first token");
             lease.fail(&error);
@@ -452,6 +471,69 @@ impl Pool {
             }
         }
         self.publish(state);
+    }
+
+    /// Counts a request as waiting for its first token from backend `index`.
+    fn begin_attempt(&self, index: usize) -> (Arc<dyn Backend>, watch::Receiver<u64>) {
+        let mut state = self.lock();
+        let slot = &mut state.slots[index];
+        slot.awaiting += 1;
+        slot.owing_since.get_or_insert_with(Instant::now);
+        let stalls = slot.stalls.subscribe();
+        (Arc::clone(&state.members[index].backend), stalls)
+    }
+
+    /// The request's wait for a first token from `index` ended, with a token or without.
+    fn end_attempt(&self, index: usize, answered: bool) {
+        let mut state = self.lock();
+        let slot = &mut state.slots[index];
+        slot.awaiting -= 1;
+        if slot.awaiting == 0 {
+            slot.owing_since = None;
+        } else if answered {
+            slot.owing_since = Some(Instant::now());
+        }
+    }
+
+    /// Ejects every backend that has owed first tokens for `stall_timeout` without sending
+    /// one. A hung server keeps answering health checks; only its silence gives it away.
+    /// Silence is also what a server loading its model looks like, so a backend is judged only
+    /// while another healthy one could take its requests: a lone backend keeps them until the
+    /// first-token deadline.
+    pub(crate) fn eject_stalled(&self, now: Instant) {
+        let stall = self.inner.settings.stall_timeout;
+        let mut state = self.lock();
+        let State { members, slots, .. } = &mut *state;
+        let stalled = |slot: &Slot| {
+            slot.healthy()
+                && slot
+                    .owing_since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= stall)
+        };
+        let healthy = slots.iter().filter(|s| s.healthy()).count();
+        let judged = slots.iter().filter(|s| stalled(s)).count();
+        if judged == 0 || judged >= healthy {
+            return;
+        }
+        for (member, slot) in members.iter().zip(slots.iter_mut()) {
+            if !stalled(slot) {
+                continue;
+            }
+            let silent = slot
+                .owing_since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+            let error = format!(
+                "stalled: {} requests waited {:.1} s for a first token",
+                slot.awaiting,
+                silent.as_secs_f64()
+            );
+            tracing::warn!(backend = member.backend.url(), error, "backend unhealthy");
+            slot.failures += 1;
+            slot.last_error = Some(error);
+            slot.breaker.on_failure(now, true);
+            slot.stalls.send_modify(|n| *n += 1);
+        }
+        self.dispatch(&mut state);
     }
 
     /// Records an active health check of backend `index`.
@@ -800,6 +882,28 @@ mod tests {
         }
     }
 
+    /// Accepts generations and never answers them, while still passing health checks: a
+    /// hung server.
+    struct Silent(String);
+
+    impl Backend for Silent {
+        fn kind(&self) -> BackendKind {
+            BackendKind::Ollama
+        }
+        fn url(&self) -> &str {
+            &self.0
+        }
+        fn generate(
+            &self,
+            _request: GenerationRequest,
+        ) -> BoxFuture<'_, Result<TokenStream, BackendError>> {
+            Box::pin(futures::future::pending())
+        }
+        fn check_model<'a>(&'a self, _model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
     fn fake(url: &str, finishes: bool) -> Arc<dyn Backend> {
         Arc::new(Fake {
             url: url.into(),
@@ -813,6 +917,7 @@ mod tests {
             queue_max: 4,
             queue_timeout: Duration::from_millis(50),
             first_token_timeout: Duration::from_secs(1),
+            stall_timeout: Duration::from_millis(300),
             idle_token_timeout: Duration::from_secs(60),
             max_attempts: 2,
             breaker: breaker::Settings {
@@ -941,5 +1046,54 @@ mod tests {
         assert_eq!(pool.snapshot()[0].in_flight_elsewhere, 0);
         assert!(pool.generate(request()).await.is_ok());
         drop(running);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_backend_is_ejected_and_its_waiting_requests_move_at_once() {
+        let pool = Pool::new(
+            vec![
+                Arc::new(Silent("http://hung".into())),
+                fake("http://ok", true),
+            ],
+            1,
+            settings(),
+        );
+        crate::backends::health::check_all(&pool).await;
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.generate(request()).await.map(|g| g.backend) }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pool.eject_stalled(Instant::now());
+        assert!(!waiting.is_finished(), "not stalled before stall_timeout");
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ejected_at = Instant::now();
+        pool.eject_stalled(ejected_at);
+        assert_eq!(waiting.await.unwrap().unwrap(), "http://ok");
+        assert!(
+            ejected_at.elapsed() < Duration::from_millis(500),
+            "moved before the 1 s first-token deadline"
+        );
+        let hung = pool.snapshot().into_iter().find(|b| b.url == "http://hung");
+        let hung = hung.unwrap();
+        assert!(!hung.healthy && hung.circuit == "open", "{hung:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lone_silent_backend_keeps_its_requests_until_the_first_token_deadline() {
+        let pool = Pool::new(vec![Arc::new(Silent("http://slow".into()))], 1, settings());
+        crate::backends::health::check_all(&pool).await;
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.generate(request()).await.map(|g| g.backend) }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        pool.eject_stalled(Instant::now());
+        assert!(pool.any_healthy(), "nothing else could take its requests");
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(PoolError::Failed(BackendError::Timeout { .. }))
+        ));
     }
 }

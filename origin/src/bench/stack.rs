@@ -392,6 +392,7 @@ pub fn origin_config(
     b.slots = plan.origin_slots;
     b.queue_timeout_ms = s.ms(plan.give_up_ms, 10);
     b.first_token_timeout_ms = s.ms(b.first_token_timeout_ms, 10);
+    b.stall_timeout_ms = s.ms(b.stall_timeout_ms, 10);
     b.idle_token_timeout_ms = s.ms(b.idle_token_timeout_ms, 10);
     b.health_interval_ms = s.ms(b.health_interval_ms, 20);
     b.base_backoff_ms = s.ms(b.base_backoff_ms, 10);

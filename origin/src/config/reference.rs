@@ -20,6 +20,10 @@ const FILE_ONLY: &[(&str, &str)] = &[
         "A stream with no new token for this long is treated as failed, ms",
     ),
     (
+        "backends.stall_timeout_ms",
+        "A backend that owes first tokens and sent none for this long is ejected and its waiting requests move elsewhere, ms",
+    ),
+    (
         "backends.failure_threshold",
         "Consecutive failures that open a backend's circuit",
     ),
