@@ -398,3 +398,40 @@ async fn generated_answers_carry_sources_and_fall_back_when_the_backend_dies() {
     assert_eq!(last["sources"][0]["id"], "carte-fidelite", "{last}");
     std::fs::remove_dir_all(out).unwrap();
 }
+
+/// The semantic cache has already embedded a question that reaches retrieval: its vector is
+/// used as is (one embedding per question, not two), but only if the same model made it.
+#[tokio::test]
+async fn retrieval_reuses_a_vector_of_the_same_model_only() {
+    use libriassist::knowledge::{RetrievalSettings, Retriever};
+    use std::sync::Arc;
+    let Some(embedder) = model("retrieval_reuses_a_vector_of_the_same_model_only") else {
+        return;
+    };
+    let out = temp("known-vector");
+    ingest(&options(vec![faq()], &out), embedder).unwrap();
+    let index = Arc::new(index::load(&out).unwrap());
+    let retriever = Retriever::new(embedder.clone(), RetrievalSettings::default());
+    let question = "Quels formats de livres proposez-vous ?";
+    // A vector that is not this question's shows whether the given vector was used.
+    let elsewhere = embedder
+        .embed_query("Quels sont vos horaires d'ouverture le dimanche ?")
+        .await
+        .unwrap();
+    let search = |known| retriever.retrieve(Arc::clone(&index), question, known);
+
+    let own = search(None).await.unwrap();
+    let reused = search(Some((&elsewhere, embedder.model_id())))
+        .await
+        .unwrap();
+    let other_model = search(Some((&elsewhere, "another-model"))).await.unwrap();
+    assert_ne!(
+        reused.best_cosine, own.best_cosine,
+        "the given vector was searched"
+    );
+    assert_eq!(
+        other_model.best_cosine, own.best_cosine,
+        "a vector of another model is not comparable: the question is embedded again"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

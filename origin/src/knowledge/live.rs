@@ -84,11 +84,12 @@ impl KnowledgeBase {
     pub async fn retrieve(
         &self,
         question: &str,
+        known: Option<(&[f32], &str)>,
     ) -> Result<(Arc<LoadedIndex>, Retrieval), KnowledgeError> {
         let index = self.index();
         let retrieval = self
             .retriever
-            .retrieve(Arc::clone(&index), question)
+            .retrieve(Arc::clone(&index), question, known)
             .await?;
         Ok((index, retrieval))
     }

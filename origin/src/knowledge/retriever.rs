@@ -162,7 +162,9 @@ impl Retriever {
         &self.settings
     }
 
-    /// The passages of `index` to answer `question` from.
+    /// The passages of `index` to answer `question` from. `known` is the question's vector
+    /// when an earlier stage already embedded it, with the id of the model that did: it is
+    /// used if that is this retriever's model, saving a second embedding of the question.
     ///
     /// # Errors
     /// The question cannot be embedded, or the search failed.
@@ -170,9 +172,13 @@ impl Retriever {
         &self,
         index: Arc<LoadedIndex>,
         question: &str,
+        known: Option<(&[f32], &str)>,
     ) -> Result<Retrieval, KnowledgeError> {
         let started = Instant::now();
-        let vector = self.embedder.embed_query(question).await?;
+        let vector = match known {
+            Some((vector, model)) if model == self.embedder.model_id() => vector.to_vec(),
+            _ => self.embedder.embed_query(question).await?,
+        };
         let embed_ms = started.elapsed().as_secs_f64() * 1e3;
         let settings = self.settings.clone();
         let question = question.to_owned();

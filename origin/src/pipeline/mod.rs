@@ -126,7 +126,10 @@ impl Pipeline {
             SemanticOutcome::Next { vector } => vector,
         };
         metrics::cache_miss();
-        let (passages, retrieval_ms) = match self.retrieve.run(request, ctx).await? {
+        // The semantic cache's vector of the question serves retrieval too (same model).
+        let embedder = self.semantic_cache.embedder_id();
+        let known = vector.as_deref().zip(embedder.as_deref());
+        let (passages, retrieval_ms) = match self.retrieve.run(request, ctx, known).await? {
             retrieve::Retrieved::Passages {
                 passages,
                 retrieval_ms,

@@ -42,7 +42,8 @@ impl Retrieve {
         Retrieve { knowledge }
     }
 
-    /// Retrieves the passages for `request`'s question.
+    /// Retrieves the passages for `request`'s question; `known` is its vector if the semantic
+    /// cache embedded it already, with that model's id.
     ///
     /// # Errors
     /// [`AppError::Internal`] when the question cannot be embedded or the index search fails;
@@ -51,13 +52,14 @@ impl Retrieve {
         &self,
         request: &ChatRequest,
         ctx: &RequestContext,
+        known: Option<(&[f32], &str)>,
     ) -> Result<Retrieved, AppError> {
         let Some(knowledge) = &self.knowledge else {
             return Ok(Retrieved::NoIndex);
         };
         let started = Instant::now();
         let (index, retrieval) = knowledge
-            .retrieve(request.question.trim())
+            .retrieve(request.question.trim(), known)
             .await
             .map_err(|e| AppError::Internal(format!("retrieval: {e}")))?;
         let retrieval_ms = ms(started);

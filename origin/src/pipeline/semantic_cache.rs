@@ -64,6 +64,11 @@ impl SemanticCacheStage {
         }
     }
 
+    /// The model the vectors of [`SemanticOutcome::Next`] come from, while the cache is on.
+    pub fn embedder_id(&self) -> Option<String> {
+        self.cache.get().map(|c| c.embedder_id().to_owned())
+    }
+
     /// Stores the question's vector once its answer is in the exact cache under `key`.
     pub async fn remember(&self, scope: &Scope, key: &CacheKey, question: &str, vector: Vec<f32>) {
         if let Some(cache) = self.cache.get() {
