@@ -67,13 +67,7 @@ async fn twenty_identical_concurrent_questions_make_one_backend_generation() {
     assert_eq!(stats.requests, 1, "{stats:?}");
 
     // Once stored, the next one is an exact hit, still without a generation.
-    let key = key_of(question);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            internal_lookup(&client, &origin, &key).await == 200
-        })
-        .await
-    );
+    assert_stored(&client, &origin, question).await;
     assert_eq!(ask(&client, &origin, question).await.1, "exact");
     assert_eq!(sim.stats().generations_started, 1);
     // The recorder is per process and other tests here coalesce too: at least these 19.

@@ -25,13 +25,8 @@ async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_tt
 
     let (status, layer, first) = ask(&client, &origin, question).await;
     assert_eq!((status, layer.as_str()), (200, "miss"), "{first}");
+    assert_stored(&client, &origin, question).await;
     let key = key_of(question);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            internal_lookup(&client, &origin, &key).await == 200
-        })
-        .await
-    );
 
     let (status, layer, second) = ask(&client, &origin, question).await;
     assert_eq!((status, layer.as_str()), (200, "exact"));
@@ -83,17 +78,9 @@ async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_tt
         .expect("hmget");
     assert!(hits >= 3 && created > 0, "hits {hits}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before: i64 = redis::cmd("PTTL")
-        .arg(&keys[0])
-        .query_async(&mut c)
-        .await
-        .expect("pttl");
+    let before = pttl(&mut c, &keys[0]).await;
     assert!(internal_lookup(&client, &origin, &key).await == 200);
-    let after: i64 = redis::cmd("PTTL")
-        .arg(&keys[0])
-        .query_async(&mut c)
-        .await
-        .expect("pttl");
+    let after = pttl(&mut c, &keys[0]).await;
     assert!(
         before <= 1600 && after > 2000,
         "TTL refreshed on hit: {before} ms -> {after} ms"
@@ -128,6 +115,15 @@ async fn a_repeated_question_is_replayed_from_redis_in_the_same_shape_and_its_tt
     assert!(m.contains("libriassist_cache_misses_total"));
 }
 
+/// The milliseconds `key` has left to live in Redis.
+async fn pttl(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(c)
+        .await
+        .expect("pttl")
+}
+
 fn answer(text: &str) -> CachedAnswer {
     CachedAnswer {
         answer: text.into(),
@@ -141,6 +137,13 @@ fn key(q: &str) -> CacheKey {
     CacheKey::parse(&key_of(q)).expect("a key")
 }
 
+fn scope(corpus_version: &str, model: &str) -> Scope {
+    Scope {
+        corpus_version: corpus_version.into(),
+        model: model.into(),
+    }
+}
+
 #[tokio::test]
 async fn entries_are_scoped_by_corpus_version_and_model_and_purged_by_corpus() {
     let Some(redis) = RedisServer::start() else {
@@ -148,18 +151,9 @@ async fn entries_are_scoped_by_corpus_version_and_model_and_purged_by_corpus() {
     };
     let link = RedisLink::connect(&redis.url(), Duration::from_millis(200)).expect("url");
     let cache = ExactCache::redis(link, Duration::from_secs(60));
-    let v1 = Scope {
-        corpus_version: "2026-11-01".into(),
-        model: "mistral:7b".into(),
-    };
-    let v2 = Scope {
-        corpus_version: "2026-11-27".into(),
-        model: "mistral:7b".into(),
-    };
-    let other_model = Scope {
-        corpus_version: "2026-11-01".into(),
-        model: "qwen2.5:7b".into(),
-    };
+    let v1 = scope("2026-11-01", "mistral:7b");
+    let v2 = scope("2026-11-27", "mistral:7b");
+    let other_model = scope("2026-11-01", "qwen2.5:7b");
     let q = key("Quels sont vos horaires ?");
     cache
         .put(&v1, &q, "Quels sont vos horaires ?", &answer("9h-19h"))
@@ -210,13 +204,8 @@ async fn through_the_api_another_model_is_another_scope() {
     let client = reqwest::Client::new();
     let question = "Livrez-vous le samedi ?";
     assert_eq!(ask(&client, &alpha, question).await.1, "miss");
+    assert_stored(&client, &alpha, question).await;
     let key = key_of(question);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            internal_lookup(&client, &alpha, &key).await == 200
-        })
-        .await
-    );
     assert_eq!(internal_lookup(&client, &beta, &key).await, 404);
     assert_eq!(ask(&client, &beta, question).await.1, "miss");
     assert_eq!(sim.stats().generations_started, 2);
@@ -232,13 +221,8 @@ async fn redis_stopped_mid_test_is_a_bypass_and_caching_resumes_when_it_returns(
     let client = reqwest::Client::new();
     let question = "Puis-je payer par chèque ?";
     assert_eq!(ask(&client, &origin, question).await.1, "miss");
+    assert_stored(&client, &origin, question).await;
     let key = key_of(question);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            internal_lookup(&client, &origin, &key).await == 200
-        })
-        .await
-    );
     assert_eq!(ask(&client, &origin, question).await.1, "exact");
 
     redis.stop();
@@ -298,35 +282,18 @@ async fn admin_purges_need_the_token_and_reach_redis() {
     );
     for q in [q1, q2] {
         ask(&client, &origin, q).await;
-        let key = key_of(q);
-        assert!(
-            eventually(Duration::from_secs(5), || async {
-                internal_lookup(&client, &origin, &key).await == 200
-            })
-            .await
-        );
+        assert_stored(&client, &origin, q).await;
     }
-    let unauthenticated = client
-        .delete(origin.url("/admin/v1/cache"))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(unauthenticated.status(), 401);
-    let wrong = client
-        .delete(origin.url("/admin/v1/cache"))
-        .bearer_auth("nope")
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(wrong.status(), 401);
+    for token in [None, Some("nope")] {
+        let mut purge = client.delete(origin.url("/admin/v1/cache"));
+        if let Some(token) = token {
+            purge = purge.bearer_auth(token);
+        }
+        let response = purge.send().await.expect("answer");
+        assert_eq!(response.status(), 401, "token {token:?}");
+    }
 
-    let (status, stats) = admin(
-        &client,
-        &origin,
-        reqwest::Method::GET,
-        "/admin/v1/cache/stats",
-    )
-    .await;
+    let (status, stats) = cache_stats(&client, &origin).await;
     assert_eq!(status, 200);
     assert_eq!(
         (stats["backend"].as_str(), stats["exact_entries"].as_u64()),
@@ -364,12 +331,7 @@ async fn admin_purges_need_the_token_and_reach_redis() {
     assert_eq!(internal_lookup(&client, &origin, &key_of(q2)).await, 404);
 
     ask(&client, &origin, q1).await;
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            internal_lookup(&client, &origin, &key_of(q1)).await == 200
-        })
-        .await
-    );
+    assert_stored(&client, &origin, q1).await;
     let (status, body) = admin(&client, &origin, reqwest::Method::DELETE, "/admin/v1/cache").await;
     assert_eq!((status, body["purged"].as_u64()), (200, Some(1)), "{body}");
     assert_eq!(internal_lookup(&client, &origin, &key_of(q1)).await, 404);
@@ -384,13 +346,7 @@ async fn without_redis_the_in_memory_cache_answers_and_admin_is_off_without_a_to
     let client = reqwest::Client::new();
     let question = "Faites-vous des cartes cadeaux ?";
     assert_eq!(ask(&client, &origin, question).await.1, "miss");
-    let key = key_of(question);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            internal_lookup(&client, &origin, &key).await == 200
-        })
-        .await
-    );
+    assert_stored(&client, &origin, question).await;
     assert_eq!(ask(&client, &origin, question).await.1, "exact");
     let response = client
         .get(origin.url("/admin/v1/cache/stats"))

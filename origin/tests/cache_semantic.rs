@@ -17,27 +17,24 @@ fn semantic(mut config: Config) -> Config {
 async fn semantic_ready(client: &reqwest::Client, origin: &Origin) -> bool {
     // Loading the model takes seconds, more when the machine is busy.
     eventually(Duration::from_secs(120), || async {
-        let (_, stats) = admin(
-            client,
-            origin,
-            reqwest::Method::GET,
-            "/admin/v1/cache/stats",
-        )
-        .await;
+        let (_, stats) = cache_stats(client, origin).await;
         stats["semantic"].is_object()
     })
     .await
 }
 
 async fn entries(client: &reqwest::Client, origin: &Origin) -> u64 {
-    let (_, stats) = admin(
-        client,
-        origin,
-        reqwest::Method::GET,
-        "/admin/v1/cache/stats",
-    )
-    .await;
+    let (_, stats) = cache_stats(client, origin).await;
     stats["semantic"]["entries"].as_u64().unwrap_or(0)
+}
+
+/// Whether `origin`'s semantic index holds at least `count` entries within 10 s: origins learn
+/// each other's entries from a Redis stream.
+async fn holds_entries_soon(client: &reqwest::Client, origin: &Origin, count: u64) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        entries(client, origin).await >= count
+    })
+    .await
 }
 
 #[tokio::test]
@@ -63,10 +60,7 @@ async fn two_origins_share_paraphrases_through_redis_and_a_restarted_one_starts_
     assert_eq!((status, layer.as_str()), (200, "miss"), "{first}");
     // B learns the entry from the stream.
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            entries(&client, &b).await >= 1
-        })
-        .await,
+        holds_entries_soon(&client, &b, 1).await,
         "B never learnt A's entry"
     );
 
@@ -78,7 +72,7 @@ async fn two_origins_share_paraphrases_through_redis_and_a_restarted_one_starts_
     // Scores higher than the paraphrase with this model, yet must not be served A's answer.
     let (_, layer, _) = ask(&client, &b, "Quels formats ne proposez-vous pas ?").await;
     assert_eq!(layer, "miss");
-    let (_, stats) = admin(&client, &b, reqwest::Method::GET, "/admin/v1/cache/stats").await;
+    let (_, stats) = cache_stats(&client, &b).await;
     let recent = &stats["semantic"]["recent_hits"][0];
     assert_eq!(
         recent["matched_question"], "Quels formats proposez-vous ?",
@@ -92,10 +86,7 @@ async fn two_origins_share_paraphrases_through_redis_and_a_restarted_one_starts_
     let c = Origin::start(&config).await;
     assert!(semantic_ready(&client, &c).await);
     assert!(
-        eventually(Duration::from_secs(10), || async {
-            entries(&client, &c).await >= 2
-        })
-        .await,
+        holds_entries_soon(&client, &c, 2).await,
         "C did not load the entries"
     );
     let (_, layer, _) = ask(&client, &c, "Vous proposez quels formats ?").await;

@@ -2,6 +2,7 @@
 //! origins as child processes that are ended (by PID) when dropped, free loopback ports and
 //! polling helpers.
 
+use std::ffi::OsStr;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -96,7 +97,7 @@ pub fn free_port() -> SocketAddr {
 }
 
 /// Starts `libriassist sim` on `addr` with extra flags and waits until it answers.
-pub async fn sim(addr: SocketAddr, flags: &[&str]) -> Proc {
+pub async fn sim(addr: SocketAddr, flags: &[impl AsRef<OsStr>]) -> Proc {
     let child = Command::new(bin())
         .arg("sim")
         .arg("--listen")
@@ -109,6 +110,31 @@ pub async fn sim(addr: SocketAddr, flags: &[&str]) -> Proc {
     let proc = Proc { child, addr };
     wait_http(&format!("{}/api/version", proc.url()), 200).await;
     proc
+}
+
+/// Simulator flags for answers of `answer_tokens` tokens, the first after `ttft_ms`, then
+/// `tokens_per_sec`: the pace most tests set.
+pub fn pace(ttft_ms: u32, tokens_per_sec: u32, answer_tokens: u32) -> Vec<String> {
+    [
+        ("--ttft-ms", ttft_ms),
+        ("--tokens-per-sec", tokens_per_sec),
+        ("--answer-tokens", answer_tokens),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_owned(), value.to_string()])
+    .collect()
+}
+
+/// [`pace`] for a simulator running at most `slots` generations at once.
+pub fn slots_and_pace(
+    slots: u32,
+    ttft_ms: u32,
+    tokens_per_sec: u32,
+    answer_tokens: u32,
+) -> Vec<String> {
+    let mut flags = vec!["--slots".to_owned(), slots.to_string()];
+    flags.extend(pace(ttft_ms, tokens_per_sec, answer_tokens));
+    flags
 }
 
 /// Starts `libriassist serve` on a free port with `env` and waits for /healthz.
@@ -174,6 +200,28 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits up to 5 s until `origin` reports `depth` questions waiting for a backend slot.
+pub async fn wait_for_queue_depth(client: &reqwest::Client, origin: &Proc, depth: usize) {
+    let url = format!("{}/metrics", origin.url());
+    let expected = format!("libriassist_queue_depth {depth}");
+    eventually(Duration::from_secs(5), || async {
+        text(client, &url).await.lines().any(|l| l == expected)
+    })
+    .await;
+}
+
+/// GET `url` and return its body as text.
+pub async fn text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text body")
 }
 
 /// GET `url` and parse its JSON body.

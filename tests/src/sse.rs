@@ -1,7 +1,9 @@
-//! A small SSE client for the tests: reads a response into events with their arrival times.
+//! A small chat client for the tests: asks on the JSON and the streaming endpoint, and reads a
+//! streamed answer into events with their arrival times.
 
 use futures::StreamExt;
 use std::time::Instant;
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
 pub struct SseEvent {
@@ -48,13 +50,47 @@ pub fn parse_event(block: &str) -> Option<SseEvent> {
     })
 }
 
+/// The name of the last event, `""` when there was none.
+pub fn last_event(events: &[SseEvent]) -> &str {
+    events.last().map_or("", |e| e.event.as_str())
+}
+
+/// Asks `question` on the JSON endpoint of the origin at `origin`.
+pub async fn ask(client: &reqwest::Client, origin: &str, question: &str) -> reqwest::Response {
+    post_question(client, &format!("{origin}/api/v1/chat"), question).await
+}
+
+/// Asks `question` on the streaming endpoint of the origin at `origin`.
 pub async fn ask_stream(
     client: &reqwest::Client,
     origin: &str,
     question: &str,
 ) -> reqwest::Response {
+    post_question(client, &format!("{origin}/api/v1/chat/stream"), question).await
+}
+
+/// Asks `question` on the streaming endpoint and reads the whole answer.
+pub async fn stream_events(
+    client: &reqwest::Client,
+    origin: &str,
+    question: &str,
+) -> Vec<SseEvent> {
+    read_sse(ask_stream(client, origin, question).await).await
+}
+
+/// [`stream_events`] in a task of its own, so that many questions run at once.
+pub fn spawn_stream(
+    client: &reqwest::Client,
+    origin: String,
+    question: String,
+) -> JoinHandle<Vec<SseEvent>> {
+    let client = client.clone();
+    tokio::spawn(async move { stream_events(&client, &origin, &question).await })
+}
+
+async fn post_question(client: &reqwest::Client, url: &str, question: &str) -> reqwest::Response {
     client
-        .post(format!("{origin}/api/v1/chat/stream"))
+        .post(url)
         .json(&serde_json::json!({ "question": question }))
         .send()
         .await

@@ -20,13 +20,7 @@ async fn in_flight(client: &reqwest::Client, origin: &Proc) -> u64 {
 /// Starts `STREAMS` distinct questions and returns once every one holds a backend slot.
 async fn start_streams(client: &reqwest::Client, origin: &Proc) -> Vec<JoinHandle<Vec<SseEvent>>> {
     let streams = (0..STREAMS)
-        .map(|i| {
-            let client = client.clone();
-            let url = origin.url();
-            tokio::spawn(async move {
-                read_sse(ask_stream(&client, &url, &format!("Question numéro {i} ?")).await).await
-            })
-        })
+        .map(|i| spawn_stream(client, origin.url(), format!("Question numéro {i} ?")))
         .collect();
     eventually(Duration::from_secs(10), || async {
         in_flight(client, origin).await == STREAMS as u64
@@ -91,17 +85,11 @@ async fn check_refusals(pooled: &reqwest::Client, origin: &Proc) -> Instant {
         .expect("a new connection is accepted");
     assert_eq!(fresh_ready.status(), 503);
 
-    let question = serde_json::json!({"question": "Une nouvelle question ?"});
     for (client, how) in [
         (pooled.clone(), "kept-alive connection"),
         (fresh(), "new connection"),
     ] {
-        let chat = client
-            .post(format!("{}/api/v1/chat", origin.url()))
-            .json(&question)
-            .send()
-            .await
-            .unwrap();
+        let chat = ask(&client, &origin.url(), "Une nouvelle question ?").await;
         expect_draining(chat, &format!("/api/v1/chat on a {how}")).await;
         let stream = ask_stream(&client, &origin.url(), "Une autre question ?").await;
         expect_draining(stream, &format!("/api/v1/chat/stream on a {how}")).await;
@@ -109,34 +97,38 @@ async fn check_refusals(pooled: &reqwest::Client, origin: &Proc) -> Instant {
     Instant::now()
 }
 
-fn last_event(events: &[SseEvent]) -> &str {
-    events.last().map_or("", |e| e.event.as_str())
+/// A simulator of `STREAMS` slots answering `answer_tokens` at `tokens_per_sec`, behind an
+/// origin without a cache (every question reaches it) that drains for up to `drain_timeout_ms`.
+async fn sim_and_origin(
+    tokens_per_sec: u32,
+    answer_tokens: u32,
+    drain_timeout_ms: u32,
+) -> (Proc, Proc) {
+    let flags = slots_and_pace(STREAMS as u32, 100, tokens_per_sec, answer_tokens);
+    let sim = sim(free_port(), &flags).await;
+    let origin = origin(&[
+        ("OLLAMA_URLS", sim.url()),
+        ("LIBRIASSIST_BACKEND_SLOTS", STREAMS.to_string()),
+        ("LIBRIASSIST_CACHE_ENABLED", "false".into()),
+        ("LIBRIASSIST_DRAIN_TIMEOUT_MS", drain_timeout_ms.to_string()),
+    ])
+    .await;
+    (sim, origin)
+}
+
+/// Waits up to 5 s for the origin to exit by itself (`when` says when it should), successfully.
+async fn expect_clean_exit(origin: &mut Proc, when: &str) {
+    let status = origin
+        .exited(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("the origin exits {when}"));
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test]
 async fn sigterm_lets_running_streams_finish_and_refuses_new_questions_meanwhile() {
     // Each answer: 30 tokens at 10/s, about 3 s; the drain deadline is far away.
-    let sim = sim(
-        free_port(),
-        &[
-            "--slots",
-            "10",
-            "--ttft-ms",
-            "100",
-            "--tokens-per-sec",
-            "10",
-            "--answer-tokens",
-            "30",
-        ],
-    )
-    .await;
-    let mut origin = origin(&[
-        ("OLLAMA_URLS", sim.url()),
-        ("LIBRIASSIST_BACKEND_SLOTS", "10".into()),
-        ("LIBRIASSIST_CACHE_ENABLED", "false".into()),
-        ("LIBRIASSIST_DRAIN_TIMEOUT_MS", "20000".into()),
-    ])
-    .await;
+    let (_sim, mut origin) = sim_and_origin(10, 30, 20_000).await;
     let client = reqwest::Client::new();
     let streams = start_streams(&client, &origin).await;
 
@@ -166,37 +158,13 @@ async fn sigterm_lets_running_streams_finish_and_refuses_new_questions_meanwhile
             "the stream was still running when new questions were refused"
         );
     }
-    let status = origin
-        .exited(Duration::from_secs(5))
-        .await
-        .expect("the origin exits once its streams are done");
-    assert!(status.success(), "{status}");
+    expect_clean_exit(&mut origin, "once its streams are done").await;
 }
 
 #[tokio::test]
 async fn streams_still_running_at_the_drain_deadline_end_with_an_error_event() {
     // Each answer would take 40 s; the drain deadline is 1.5 s.
-    let sim = sim(
-        free_port(),
-        &[
-            "--slots",
-            "10",
-            "--ttft-ms",
-            "100",
-            "--tokens-per-sec",
-            "5",
-            "--answer-tokens",
-            "200",
-        ],
-    )
-    .await;
-    let mut origin = origin(&[
-        ("OLLAMA_URLS", sim.url()),
-        ("LIBRIASSIST_BACKEND_SLOTS", "10".into()),
-        ("LIBRIASSIST_CACHE_ENABLED", "false".into()),
-        ("LIBRIASSIST_DRAIN_TIMEOUT_MS", "1500".into()),
-    ])
-    .await;
+    let (_sim, mut origin) = sim_and_origin(5, 200, 1500).await;
     let client = reqwest::Client::new();
     let streams = start_streams(&client, &origin).await;
     // Two more wait for a slot when the drain starts: accepted, so not refused at once, but
@@ -210,19 +178,7 @@ async fn streams_still_running_at_the_drain_deadline_end_with_an_error_event() {
             tokio::spawn(async move { request.send().await })
         })
         .collect();
-    let metrics = format!("{}/metrics", origin.url());
-    eventually(Duration::from_secs(5), || async {
-        let text = client
-            .get(&metrics)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines().any(|l| l == "libriassist_queue_depth 2")
-    })
-    .await;
+    wait_for_queue_depth(&client, &origin, 2).await;
 
     let term = Instant::now();
     origin.signal("TERM");
@@ -255,11 +211,7 @@ async fn streams_still_running_at_the_drain_deadline_end_with_an_error_event() {
             "ended {ended:?} after SIGTERM"
         );
     }
-    let status = origin
-        .exited(Duration::from_secs(5))
-        .await
-        .expect("the origin exits after the deadline");
-    assert!(status.success(), "{status}");
+    expect_clean_exit(&mut origin, "after the deadline").await;
     assert!(
         term.elapsed() < Duration::from_secs(8),
         "exited {:?} after SIGTERM",

@@ -115,14 +115,7 @@ fn missing(scrape: &str) -> Vec<String> {
 }
 
 async fn scrape(client: &reqwest::Client, origin: &Proc, keep_as: &str) -> String {
-    let text = client
-        .get(format!("{}/metrics", origin.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = text(client, &format!("{}/metrics", origin.url())).await;
     let dir = target_dir().join("tmp");
     std::fs::create_dir_all(&dir).expect("create target/tmp");
     std::fs::write(dir.join(keep_as), &text).expect("keep the scrape");
@@ -153,18 +146,7 @@ fn the_dashboard_queries_are_read_as_expected() {
 
 #[tokio::test]
 async fn a_live_origin_exports_every_metric_the_dashboard_queries() {
-    let sim = sim(
-        free_port(),
-        &[
-            "--ttft-ms",
-            "20",
-            "--tokens-per-sec",
-            "200",
-            "--answer-tokens",
-            "5",
-        ],
-    )
-    .await;
+    let sim = sim(free_port(), &pace(20, 200, 5)).await;
     let origin = origin(&[
         ("OLLAMA_URLS", sim.url()),
         ("LIBRIASSIST_CACHE_SEMANTIC", "false".into()),
@@ -176,23 +158,12 @@ async fn a_live_origin_exports_every_metric_the_dashboard_queries() {
     let fresh = scrape(&client, &origin, "origin-metrics-fresh.prom").await;
     assert_eq!(missing(&fresh), Vec::<String>::new(), "fresh origin");
 
-    let question = serde_json::json!({"question": "Quels sont vos horaires ?"});
     for _ in 0..2 {
-        let r = client
-            .post(format!("{}/api/v1/chat", origin.url()))
-            .json(&question)
-            .send()
-            .await
-            .unwrap();
+        let r = ask(&client, &origin.url(), "Quels sont vos horaires ?").await;
         assert_eq!(r.status(), 200);
     }
-    let events =
-        read_sse(ask_stream(&client, &origin.url(), "Livrez-vous en Belgique ?").await).await;
-    assert_eq!(
-        events.last().map(|e| e.event.as_str()),
-        Some("done"),
-        "{events:?}"
-    );
+    let events = stream_events(&client, &origin.url(), "Livrez-vous en Belgique ?").await;
+    assert_eq!(last_event(&events), "done", "{events:?}");
     let busy = scrape(&client, &origin, "origin-metrics.prom").await;
     assert_eq!(missing(&busy), Vec::<String>::new(), "after answers");
     for series in [

@@ -1,17 +1,17 @@
 //! The backend pool seen from outside: routing, queueing, failover, retries, disconnects and
 //! health, with real `libriassist sim` processes behind a real `libriassist serve`.
 
-use futures::future::join_all;
 use futures::StreamExt;
 use libriassist_tests::process::*;
 use libriassist_tests::sse::*;
+use std::ffi::OsStr;
 use std::time::Duration;
 
 fn urls(sims: &[Proc]) -> String {
     sims.iter().map(Proc::url).collect::<Vec<_>>().join(",")
 }
 
-async fn sims(n: usize, flags: &[&str]) -> Vec<Proc> {
+async fn sims(n: usize, flags: &[impl AsRef<OsStr>]) -> Vec<Proc> {
     let mut out = Vec::new();
     for _ in 0..n {
         out.push(sim(free_port(), flags).await);
@@ -23,26 +23,17 @@ async fn stats(client: &reqwest::Client, sim: &Proc) -> serde_json::Value {
     json(client, &format!("{}/sim/stats", sim.url())).await
 }
 
-fn last_event(events: &[SseEvent]) -> &str {
-    events.last().map_or("", |e| e.event.as_str())
+/// A refusal for lack of room: 503, when to retry, and the JSON error `overloaded`.
+async fn expect_overloaded(response: reqwest::Response) {
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
 }
 
 #[tokio::test]
 async fn six_streams_spread_two_per_simulator_and_all_succeed() {
-    let sims = sims(
-        3,
-        &[
-            "--slots",
-            "2",
-            "--ttft-ms",
-            "300",
-            "--tokens-per-sec",
-            "20",
-            "--answer-tokens",
-            "20",
-        ],
-    )
-    .await;
+    let sims = sims(3, &slots_and_pace(2, 300, 20, 20)).await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
         ("LIBRIASSIST_BACKEND_SLOTS", "2".into()),
@@ -50,14 +41,11 @@ async fn six_streams_spread_two_per_simulator_and_all_succeed() {
     .await;
     let client = reqwest::Client::new();
 
-    let asks = (0..6).map(|i| {
-        let client = client.clone();
-        let url = origin.url();
-        async move {
-            read_sse(ask_stream(&client, &url, &format!("Question numéro {i} ?")).await).await
-        }
-    });
-    for events in join_all(asks).await {
+    let asks: Vec<_> = (0..6)
+        .map(|i| spawn_stream(&client, origin.url(), format!("Question numéro {i} ?")))
+        .collect();
+    for ask in asks {
+        let events = ask.await.unwrap();
         assert_eq!(events.first().map(|e| e.event.as_str()), Some("meta"));
         assert!(events.iter().filter(|e| e.event == "token").count() > 1);
         assert_eq!(last_event(&events), "done");
@@ -74,20 +62,7 @@ async fn six_streams_spread_two_per_simulator_and_all_succeed() {
 
 #[tokio::test]
 async fn full_queue_answers_503_with_retry_after_and_a_json_error() {
-    let sims = sims(
-        1,
-        &[
-            "--slots",
-            "1",
-            "--ttft-ms",
-            "100",
-            "--tokens-per-sec",
-            "10",
-            "--answer-tokens",
-            "20",
-        ],
-    )
-    .await;
+    let sims = sims(1, &slots_and_pace(1, 100, 10, 20)).await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
         ("LIBRIASSIST_BACKEND_SLOTS", "1".into()),
@@ -106,23 +81,9 @@ async fn full_queue_answers_503_with_retry_after_and_a_json_error() {
                 .status()
         })
     };
-    eventually(Duration::from_secs(5), || async {
-        let m = client
-            .get(format!("{}/metrics", origin.url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        m.lines().any(|l| l == "libriassist_queue_depth 1")
-    })
-    .await;
+    wait_for_queue_depth(&client, &origin, 1).await;
     let refused = ask_stream(&client, &origin.url(), "Troisième question ?").await;
-    assert_eq!(refused.status(), 503);
-    assert!(refused.headers().get("retry-after").is_some());
-    let body: serde_json::Value = refused.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "overloaded");
+    expect_overloaded(refused).await;
     assert_eq!(last_event(&read_sse(running).await), "done");
     assert_eq!(
         waiting.await.unwrap(),
@@ -133,20 +94,7 @@ async fn full_queue_answers_503_with_retry_after_and_a_json_error() {
 
 #[tokio::test]
 async fn queue_timeout_answers_503() {
-    let sims = sims(
-        1,
-        &[
-            "--slots",
-            "1",
-            "--ttft-ms",
-            "100",
-            "--tokens-per-sec",
-            "5",
-            "--answer-tokens",
-            "20",
-        ],
-    )
-    .await;
+    let sims = sims(1, &slots_and_pace(1, 100, 5, 20)).await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
         ("LIBRIASSIST_BACKEND_SLOTS", "1".into()),
@@ -155,32 +103,17 @@ async fn queue_timeout_answers_503() {
     .await;
     let client = reqwest::Client::new();
     let _running = ask_stream(&client, &origin.url(), "Longue réponse ?").await;
-    let late = ask_stream(&client, &origin.url(), "Et moi ?").await;
-    assert_eq!(late.status(), 503);
-    let body: serde_json::Value = late.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "overloaded");
+    expect_overloaded(ask_stream(&client, &origin.url(), "Et moi ?").await).await;
 }
 
 #[tokio::test]
 async fn a_failing_backend_is_retried_elsewhere_and_ejected() {
     let bad = sim(free_port(), &["--fail-rate", "1.0"]).await;
-    let good = sim(
-        free_port(),
-        &[
-            "--ttft-ms",
-            "20",
-            "--tokens-per-sec",
-            "200",
-            "--answer-tokens",
-            "5",
-        ],
-    )
-    .await;
+    let good = sim(free_port(), &pace(20, 200, 5)).await;
     let origin = origin(&[("OLLAMA_URLS", format!("{},{}", bad.url(), good.url()))]).await;
     let client = reqwest::Client::new();
     for i in 0..8 {
-        let events =
-            read_sse(ask_stream(&client, &origin.url(), &format!("Question {i} ?")).await).await;
+        let events = stream_events(&client, &origin.url(), &format!("Question {i} ?")).await;
         assert_eq!(last_event(&events), "done", "request {i}: {events:?}");
     }
     let backends = json(&client, &format!("{}/api/v1/backends", origin.url())).await;
@@ -198,68 +131,37 @@ async fn a_stream_that_fails_midway_ends_with_an_error_event() {
     let sims = sims(1, &["--drop-after", "3", "--tokens-per-sec", "50"]).await;
     let origin = origin(&[("OLLAMA_URLS", urls(&sims))]).await;
     let client = reqwest::Client::new();
-    let events = read_sse(ask_stream(&client, &origin.url(), "Question ?").await).await;
+    let events = stream_events(&client, &origin.url(), "Question ?").await;
     assert_eq!(events[0].event, "meta");
     assert!(events.iter().any(|e| e.event == "token"));
     assert_eq!(last_event(&events), "error", "{events:?}");
     assert_eq!(events.last().unwrap().data["code"], "backend_failed");
     // The JSON endpoint cannot send half an answer: it answers 502.
-    let r = client
-        .post(format!("{}/api/v1/chat", origin.url()))
-        .json(&serde_json::json!({"question": "Q ?"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
+    assert_eq!(ask(&client, &origin.url(), "Q ?").await.status(), 502);
 }
 
 #[tokio::test]
 async fn a_hanging_backend_times_out_before_the_first_token_and_the_request_is_retried() {
     let hung = sim(free_port(), &["--hang"]).await;
-    let good = sim(
-        free_port(),
-        &[
-            "--ttft-ms",
-            "20",
-            "--tokens-per-sec",
-            "200",
-            "--answer-tokens",
-            "5",
-        ],
-    )
-    .await;
+    let good = sim(free_port(), &pace(20, 200, 5)).await;
     let origin = origin(&[
         ("OLLAMA_URLS", format!("{},{}", hung.url(), good.url())),
         ("LIBRIASSIST_FIRST_TOKEN_TIMEOUT_MS", "500".into()),
     ])
     .await;
     let client = reqwest::Client::new();
-    let asks = (0..4).map(|i| {
-        let client = client.clone();
-        let url = origin.url();
-        async move { read_sse(ask_stream(&client, &url, &format!("Q{i} ?")).await).await }
-    });
-    for events in join_all(asks).await {
+    let asks: Vec<_> = (0..4)
+        .map(|i| spawn_stream(&client, origin.url(), format!("Q{i} ?")))
+        .collect();
+    for ask in asks {
+        let events = ask.await.unwrap();
         assert_eq!(last_event(&events), "done", "{events:?}");
     }
 }
 
 #[tokio::test]
 async fn a_client_disconnect_cancels_the_generation_and_frees_the_slot() {
-    let sims = sims(
-        1,
-        &[
-            "--slots",
-            "1",
-            "--ttft-ms",
-            "50",
-            "--tokens-per-sec",
-            "5",
-            "--answer-tokens",
-            "100",
-        ],
-    )
-    .await;
+    let sims = sims(1, &slots_and_pace(1, 50, 5, 100)).await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
         ("LIBRIASSIST_BACKEND_SLOTS", "1".into()),
@@ -288,16 +190,7 @@ async fn a_client_disconnect_cancels_the_generation_and_frees_the_slot() {
 
 #[tokio::test]
 async fn a_killed_simulator_loses_no_waiting_request_and_is_readmitted_after_restart() {
-    let flags = [
-        "--slots",
-        "2",
-        "--ttft-ms",
-        "100",
-        "--tokens-per-sec",
-        "40",
-        "--answer-tokens",
-        "20",
-    ];
+    let flags = slots_and_pace(2, 100, 40, 20);
     let mut sims = sims(3, &flags).await;
     let origin = origin(&[
         ("OLLAMA_URLS", urls(&sims)),
@@ -308,13 +201,7 @@ async fn a_killed_simulator_loses_no_waiting_request_and_is_readmitted_after_res
     let client = reqwest::Client::new();
     // 24 questions on 6 slots: most wait in the queue when the simulator dies.
     let asks: Vec<_> = (0..24)
-        .map(|i| {
-            let client = client.clone();
-            let url = origin.url();
-            tokio::spawn(async move {
-                read_sse(ask_stream(&client, &url, &format!("Question {i} ?")).await).await
-            })
-        })
+        .map(|i| spawn_stream(&client, origin.url(), format!("Question {i} ?")))
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let victim_addr = sims[1].addr;
@@ -360,20 +247,7 @@ async fn a_killed_simulator_loses_no_waiting_request_and_is_readmitted_after_res
 #[tokio::test]
 async fn two_origins_sharing_redis_never_send_a_backend_more_than_its_slots() {
     let redis = libriassist_tests::edge::redis().await;
-    let sims = sims(
-        1,
-        &[
-            "--slots",
-            "2",
-            "--ttft-ms",
-            "100",
-            "--tokens-per-sec",
-            "20",
-            "--answer-tokens",
-            "20",
-        ],
-    )
-    .await;
+    let sims = sims(1, &slots_and_pace(2, 100, 20, 20)).await;
     let env = [
         ("OLLAMA_URLS", urls(&sims)),
         ("LIBRIASSIST_BACKEND_SLOTS", "2".into()),
@@ -385,11 +259,7 @@ async fn two_origins_sharing_redis_never_send_a_backend_more_than_its_slots() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let ask = |url: String, i: usize| {
-        let client = client.clone();
-        tokio::spawn(async move {
-            read_sse(ask_stream(&client, &url, &format!("Question partagée numéro {i} ?")).await)
-                .await
-        })
+        spawn_stream(&client, url, format!("Question partagée numéro {i} ?"))
     };
     let mut asks: Vec<_> = (0..2).map(|i| ask(first.url(), i)).collect();
     eventually(Duration::from_secs(5), || async {

@@ -9,16 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const TOKEN: &str = "reload-test-token";
-const SIM_FLAGS: [&str; 8] = [
-    "--slots",
-    "1",
-    "--ttft-ms",
-    "50",
-    "--tokens-per-sec",
-    "10",
-    "--answer-tokens",
-    "20",
-];
 
 fn write_config(path: &Path, sims: &[&Proc], extra: &str) {
     let urls: Vec<String> = sims.iter().map(|s| format!("{:?}", s.url())).collect();
@@ -50,15 +40,22 @@ async fn started(client: &reqwest::Client, sim: &Proc) -> u64 {
         .unwrap_or(0)
 }
 
-fn last_event(events: &[SseEvent]) -> &str {
-    events.last().map_or("", |e| e.event.as_str())
+/// Asks `origin` to reload its backends, with `token` as the admin token.
+async fn reload(client: &reqwest::Client, origin: &Proc, token: &str) -> reqwest::Response {
+    client
+        .post(format!("{}/admin/v1/backends/reload", origin.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn sighup_and_the_admin_endpoint_reload_backends_and_keep_the_state_of_those_that_stay() {
-    let a = sim(free_port(), &SIM_FLAGS).await;
-    let b = sim(free_port(), &SIM_FLAGS).await;
-    let c = sim(free_port(), &SIM_FLAGS).await;
+    let flags = slots_and_pace(1, 50, 10, 20);
+    let a = sim(free_port(), &flags).await;
+    let b = sim(free_port(), &flags).await;
+    let c = sim(free_port(), &flags).await;
     let path = config_path("backends");
     write_config(&path, &[&a, &b], "");
     let origin = origin(&[
@@ -71,13 +68,7 @@ async fn sighup_and_the_admin_endpoint_reload_backends_and_keep_the_state_of_tho
 
     // One two-second answer on each backend (one slot each).
     let streams: Vec<_> = (0..2)
-        .map(|i| {
-            let client = client.clone();
-            let url = origin.url();
-            tokio::spawn(async move {
-                read_sse(ask_stream(&client, &url, &format!("Question {i} ?")).await).await
-            })
-        })
+        .map(|i| spawn_stream(&client, origin.url(), format!("Question {i} ?")))
         .collect();
     eventually(Duration::from_secs(5), || async {
         let now = backends(&client, &origin).await;
@@ -134,8 +125,7 @@ async fn sighup_and_the_admin_endpoint_reload_backends_and_keep_the_state_of_tho
 
     // New questions go to b and c only.
     for i in 0..4 {
-        let events =
-            read_sse(ask_stream(&client, &origin.url(), &format!("Après {i} ?")).await).await;
+        let events = stream_events(&client, &origin.url(), &format!("Après {i} ?")).await;
         assert_eq!(last_event(&events), "done", "{events:?}");
     }
     assert_eq!(
@@ -149,21 +139,9 @@ async fn sighup_and_the_admin_endpoint_reload_backends_and_keep_the_state_of_tho
     );
 
     // The admin endpoint does the same; other changed options wait for a restart.
-    let reload = format!("{}/admin/v1/backends/reload", origin.url());
     write_config(&path, &[&a, &b, &c], "[generation]\nnum_predict = 50\n");
-    let refused = client
-        .post(&reload)
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
-    let done = client
-        .post(&reload)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(reload(&client, &origin, "wrong").await.status(), 401);
+    let done = reload(&client, &origin, TOKEN).await;
     assert_eq!(done.status(), 200);
     let done: serde_json::Value = done.json().await.unwrap();
     assert_eq!(done["added"], serde_json::json!([a.url()]), "{done}");
@@ -189,12 +167,7 @@ async fn sighup_and_the_admin_endpoint_reload_backends_and_keep_the_state_of_tho
 
     // A broken file changes nothing.
     std::fs::write(&path, "[backends]\nslots = 0\n").unwrap();
-    let broken = client
-        .post(&reload)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let broken = reload(&client, &origin, TOKEN).await;
     assert_eq!(broken.status(), 500);
     let body: serde_json::Value = broken.json().await.unwrap();
     assert!(

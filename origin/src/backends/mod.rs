@@ -18,6 +18,7 @@ mod stream;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use serde::Serialize;
 
 pub use pool::{Generation, Pool, PoolError};
@@ -150,6 +151,48 @@ async fn send(
         return Err(status_error(url, response).await);
     }
     Ok(response)
+}
+
+/// Starts a streamed generation: POSTs `body` to `path` and turns each line of the answer
+/// (NDJSON or SSE) into at most one event with `decode`, which is given the backend's URL.
+async fn post_streaming<D>(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    body: &serde_json::Value,
+    mut decode: D,
+) -> Result<TokenStream, BackendError>
+where
+    D: FnMut(&str, &str) -> Option<Result<BackendEvent, BackendError>> + Send + 'static,
+{
+    let response = send(url, client.post(format!("{url}{path}")).json(body)).await?;
+    let url = url.to_owned();
+    let events = stream::lines(url.clone(), response.bytes_stream()).filter_map(move |line| {
+        let event = match line {
+            Ok(line) => decode(&url, &line),
+            Err(e) => Some(Err(e)),
+        };
+        futures::future::ready(event)
+    });
+    Ok(events.boxed())
+}
+
+/// A piece of answer text as an event; an empty piece (a role-only delta, a closing line)
+/// makes none.
+fn token(text: String) -> Option<Result<BackendEvent, BackendError>> {
+    (!text.is_empty()).then_some(Ok(BackendEvent::Token(text)))
+}
+
+/// What `check_model` reports once the server's listing has been searched for `model`.
+fn listed_or_missing(url: &str, model: &str, listed: bool) -> Result<(), BackendError> {
+    if listed {
+        Ok(())
+    } else {
+        Err(BackendError::ModelMissing {
+            url: url.to_owned(),
+            model: model.to_owned(),
+        })
+    }
 }
 
 /// GETs a model listing (`/api/tags`, `/v1/models`) with a short timeout: a health check must

@@ -1,12 +1,10 @@
 //! Client for Ollama's native API: POST /api/chat (NDJSON stream), GET /api/tags.
 
-use super::stream::lines;
 use super::{
-    get_listing, send, Backend, BackendError, BackendEvent, BackendKind, Completion,
-    GenerationRequest, TokenStream,
+    get_listing, listed_or_missing, post_streaming, token, Backend, BackendError, BackendEvent,
+    BackendKind, Completion, GenerationRequest, TokenStream,
 };
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,8 +94,7 @@ fn parse_line(url: &str, line: &str) -> Option<Result<BackendEvent, BackendError
             finish_reason: parsed.done_reason,
         })));
     }
-    let text = parsed.message.map(|m| m.content).unwrap_or_default();
-    (!text.is_empty()).then_some(Ok(BackendEvent::Token(text)))
+    token(parsed.message.map(|m| m.content).unwrap_or_default())
 }
 
 impl Backend for OllamaBackend {
@@ -124,38 +121,15 @@ impl Backend for OllamaBackend {
                     "top_k": request.options.top_k,
                 },
             });
-            let request = self
-                .client
-                .post(format!("{}/api/chat", self.base))
-                .json(&body);
-            let response = send(&self.base, request).await?;
-            let url = self.base.clone();
-            let events = lines(url.clone(), response.bytes_stream())
-                .filter_map(move |line| {
-                    let url = url.clone();
-                    async move {
-                        match line {
-                            Ok(line) => parse_line(&url, &line),
-                            Err(e) => Some(Err(e)),
-                        }
-                    }
-                })
-                .boxed();
-            Ok(events)
+            post_streaming(&self.client, &self.base, "/api/chat", &body, parse_line).await
         })
     }
 
     fn check_model<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let tags: Tags = get_listing(&self.client, &self.base, "/api/tags").await?;
-            if tags.models.iter().any(|m| same_model(&m.name, model)) {
-                Ok(())
-            } else {
-                Err(BackendError::ModelMissing {
-                    url: self.base.clone(),
-                    model: model.to_owned(),
-                })
-            }
+            let listed = tags.models.iter().any(|m| same_model(&m.name, model));
+            listed_or_missing(&self.base, model, listed)
         })
     }
 }

@@ -1,13 +1,11 @@
 //! Client for OpenAI-compatible servers (vLLM, llama.cpp llama-server, LM Studio):
 //! POST /v1/chat/completions with SSE, GET /v1/models.
 
-use super::stream::lines;
 use super::{
-    get_listing, send, Backend, BackendError, BackendEvent, BackendKind, Completion,
-    GenerationRequest, TokenStream,
+    get_listing, listed_or_missing, post_streaming, token, Backend, BackendError, BackendEvent,
+    BackendKind, Completion, GenerationRequest, TokenStream,
 };
 use futures::future::BoxFuture;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,8 +94,7 @@ impl Decoder {
         if let Some(reason) = choice.finish_reason {
             self.completion.finish_reason = Some(reason);
         }
-        let text = choice.delta.and_then(|d| d.content).unwrap_or_default();
-        (!text.is_empty()).then_some(Ok(BackendEvent::Token(text)))
+        token(choice.delta.and_then(|d| d.content).unwrap_or_default())
     }
 }
 
@@ -125,37 +122,24 @@ impl Backend for OpenAiBackend {
                 "temperature": request.options.temperature,
                 "top_k": request.options.top_k,
             });
-            let request = self
-                .client
-                .post(format!("{}/v1/chat/completions", self.base))
-                .json(&body);
-            let response = send(&self.base, request).await?;
-            let url = self.base.clone();
             let mut decoder = Decoder::default();
-            let events = lines(url.clone(), response.bytes_stream())
-                .filter_map(move |line| {
-                    let item = match line {
-                        Ok(line) => decoder.line(&url, &line),
-                        Err(e) => Some(Err(e)),
-                    };
-                    futures::future::ready(item)
-                })
-                .boxed();
-            Ok(events)
+            let decode = move |url: &str, line: &str| decoder.line(url, line);
+            post_streaming(
+                &self.client,
+                &self.base,
+                "/v1/chat/completions",
+                &body,
+                decode,
+            )
+            .await
         })
     }
 
     fn check_model<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let models: Models = get_listing(&self.client, &self.base, "/v1/models").await?;
-            if models.data.iter().any(|m| m.id == model) {
-                Ok(())
-            } else {
-                Err(BackendError::ModelMissing {
-                    url: self.base.clone(),
-                    model: model.to_owned(),
-                })
-            }
+            let listed = models.data.iter().any(|m| m.id == model);
+            listed_or_missing(&self.base, model, listed)
         })
     }
 }

@@ -180,19 +180,9 @@ pub async fn ask(
     origin: &Origin,
     question: &str,
 ) -> (u16, String, serde_json::Value) {
-    let response = client
-        .post(origin.url("/api/v1/chat"))
-        .json(&serde_json::json!({ "question": question }))
-        .send()
-        .await
-        .expect("origin answers");
+    let response = post_question(client, origin, "/api/v1/chat", question).await;
     let status = response.status().as_u16();
-    let layer = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let layer = cache_layer(&response);
     let body = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, layer, body)
 }
@@ -203,18 +193,8 @@ pub async fn ask_stream(
     origin: &Origin,
     question: &str,
 ) -> (String, Vec<(String, serde_json::Value)>) {
-    let response = client
-        .post(origin.url("/api/v1/chat/stream"))
-        .json(&serde_json::json!({ "question": question }))
-        .send()
-        .await
-        .expect("origin answers");
-    let layer = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let response = post_question(client, origin, "/api/v1/chat/stream", question).await;
+    let layer = cache_layer(&response);
     let text = response.text().await.unwrap_or_default();
     let events = text
         .split("\n\n")
@@ -234,6 +214,30 @@ pub async fn ask_stream(
     (layer, events)
 }
 
+async fn post_question(
+    client: &reqwest::Client,
+    origin: &Origin,
+    path: &str,
+    question: &str,
+) -> reqwest::Response {
+    client
+        .post(origin.url(path))
+        .json(&serde_json::json!({ "question": question }))
+        .send()
+        .await
+        .expect("origin answers")
+}
+
+/// The cache layer that answered (`x-cache`), `""` when the header is missing.
+fn cache_layer(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// The text of a streamed answer.
 pub fn streamed_text(events: &[(String, serde_json::Value)]) -> String {
     events
@@ -249,6 +253,19 @@ pub async fn internal_lookup(client: &reqwest::Client, origin: &Origin, key: &st
         .send()
         .await
         .map_or(0, |r| r.status().as_u16())
+}
+
+/// Fails unless the answer to `question` can be looked up within 5 s: answers are stored in
+/// the background, after the client has them.
+pub async fn assert_stored(client: &reqwest::Client, origin: &Origin, question: &str) {
+    let key = key_of(question);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            internal_lookup(client, origin, &key).await == 200
+        })
+        .await,
+        "the answer to {question:?} was not stored"
+    );
 }
 
 pub fn key_of(question: &str) -> String {
@@ -295,6 +312,16 @@ pub async fn admin(
         status,
         response.json().await.unwrap_or(serde_json::Value::Null),
     )
+}
+
+pub async fn cache_stats(client: &reqwest::Client, origin: &Origin) -> (u16, serde_json::Value) {
+    admin(
+        client,
+        origin,
+        reqwest::Method::GET,
+        "/admin/v1/cache/stats",
+    )
+    .await
 }
 
 pub async fn metrics(client: &reqwest::Client, origin: &Origin) -> String {
