@@ -89,7 +89,10 @@ fn configurations_pass_envoy_validate() {
 /// validation accepts a plugin that would hang every chat request.
 #[test]
 fn deployed_envoys_wire_the_filter_like_the_local_one() {
-    for file in ["envoy/envoy.compose.yaml", "deploy/k8s/base/envoy-sidecar.yaml"] {
+    for file in [
+        "envoy/envoy.compose.yaml",
+        "deploy/k8s/base/envoy-sidecar.yaml",
+    ] {
         let text = std::fs::read_to_string(repo_root().join(file)).expect(file);
         for needle in [
             // Without it Envoy never delivers the body of a request whose headers the filter holds.
@@ -103,7 +106,11 @@ fn deployed_envoys_wire_the_filter_like_the_local_one() {
             // Envoy's own upstream-failure replies are JSON like every other error.
             "local_reply_config:",
         ] {
-            assert!(text.contains(needle), "{file} lacks `{}`", needle.trim_end());
+            assert!(
+                text.contains(needle),
+                "{file} lacks `{}`",
+                needle.trim_end()
+            );
         }
         let config = text
             .lines()
