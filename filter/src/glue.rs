@@ -41,10 +41,15 @@ use std::time::Duration;
 const TICK_MS: u32 = 1_000;
 /// Peer addresses whose client identity a worker remembers; past this it starts over.
 const MAX_REMEMBERED_PEERS: usize = 1024;
+/// L1 entries a worker keeps its own copy of (see `recent_l1`).
+const MAX_RECENT_L1: usize = 32;
 /// Request bodies whose cache key a worker remembers, and the longest it remembers.
 const MAX_REMEMBERED_BODIES: usize = 256;
 const MAX_REMEMBERED_BODY_BYTES: usize = 2048;
 const SOURCE_ADDRESS: &[u8] = b"source\0address";
+
+/// L1 values by (stream reply?, key).
+type RecentL1 = SeededMap<(bool, CacheKey), Rc<[u8]>>;
 
 thread_local! {
     // One VM per worker thread, one thread per VM: plain per-worker state.
@@ -56,6 +61,58 @@ thread_local! {
     /// hashed again.
     static KEYS: RefCell<SeededMap<Vec<u8>, CacheKey>> =
         RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(17))));
+    /// This worker's copies of L1 values it read or wrote lately, by reply kind and key.
+    static RECENT: RefCell<RecentL1> =
+        RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(31))));
+}
+
+/// The L1 value for `key` and the reply of `class`: this worker's copy while it is fresh, else
+/// the shared one (then copied here). A copy is the same immutable value with the same expiry,
+/// so it answers exactly what shared data would until then (a slot later taken by another key
+/// or refreshed changes nothing a copy could get wrong), without the host call.
+fn recent_l1(
+    config: &Config,
+    key: &CacheKey,
+    class: RouteClass,
+    now_ns: u64,
+) -> Option<(L1, Rc<[u8]>)> {
+    let id = (class == RouteClass::Stream, key.clone());
+    if let Some(value) = RECENT.with(|r| r.borrow().get(&id).cloned()) {
+        match edge_cache::decode_l1(&value, key, now_ns) {
+            L1::Nothing => {
+                RECENT.with(|r| r.borrow_mut().remove(&id));
+            }
+            found => return Some((found, value)),
+        }
+    }
+    let Ok((Some(value), _)) = HostStore.get(&edge_cache::l1_key(&config.cache, key, class)) else {
+        return None;
+    };
+    match edge_cache::decode_l1(&value, key, now_ns) {
+        L1::Nothing => None,
+        found => {
+            let value: Rc<[u8]> = Rc::from(value);
+            remember_l1(id, value.clone());
+            Some((found, value))
+        }
+    }
+}
+
+fn remember_l1(id: (bool, CacheKey), value: Rc<[u8]>) {
+    RECENT.with(|r| {
+        let mut recent = r.borrow_mut();
+        if recent.len() >= MAX_RECENT_L1 && !recent.contains_key(&id) {
+            recent.clear();
+        }
+        recent.insert(id, value);
+    });
+}
+
+/// Writes an L1 value to shared data and keeps this worker's copy.
+fn store_l1(config: &Config, key: &CacheKey, class: RouteClass, value: Vec<u8>) {
+    // Last writer wins: any fresh copy of the answer is as good as another.
+    let _ = HostStore.set(&edge_cache::l1_key(&config.cache, key, class), &value, 0);
+    remember_l1((class == RouteClass::Stream, key.clone()), Rc::from(value));
 }
 
 /// The cache key of a chat body, or the error the origin would answer it with.
@@ -126,6 +183,7 @@ impl RootContext for EdgeRoot {
                 self.config = Some(Rc::new(config));
                 LEASES.with(|l| l.borrow_mut().clear());
                 PEERS.with(|p| p.borrow_mut().clear());
+                RECENT.with(|r| r.borrow_mut().clear());
                 if let Err(status) = host::set_tick_period(TICK_MS) {
                     host::log(
                         Level::Warn,
@@ -379,21 +437,20 @@ impl EdgeRequest {
             return self.forward(config, false);
         }
         let now = host::now_ns();
-        let l1 = edge_cache::l1_key(&config.cache, &key, self.class);
-        if let Ok((Some(value), _)) = HostStore.get(&l1) {
-            match edge_cache::decode_l1(&value, &key, now) {
-                L1::Answer => {
-                    self.key = Some(key);
-                    return self.answer_hit(config, value, now);
-                }
-                L1::Absent => {
-                    // The origin had nothing a moment ago: ask it directly.
-                    self.key = Some(key);
-                    host::increment(self.metrics.misses);
-                    return self.forward(config, false);
-                }
-                L1::Nothing => {}
+        match recent_l1(config, &key, self.class, now) {
+            Some((L1::Answer, value)) => {
+                self.key = Some(key);
+                let mut body = Vec::with_capacity(value.len() + 32);
+                body.extend_from_slice(&value);
+                return self.answer_hit(config, body, now);
             }
+            Some((L1::Absent, _)) => {
+                // The origin had nothing a moment ago: ask it directly.
+                self.key = Some(key);
+                host::increment(self.metrics.misses);
+                return self.forward(config, false);
+            }
+            _ => {}
         }
         let path = edge_cache::lookup_path(&key);
         self.key = Some(key);
@@ -484,11 +541,7 @@ impl EdgeRequest {
                     let now = host::now_ns();
                     if let Some(value) = edge_cache::encode_absent(&config.cache, key, now) {
                         for class in [RouteClass::Chat, RouteClass::Stream] {
-                            let _ = HostStore.set(
-                                &edge_cache::l1_key(&config.cache, key, class),
-                                &value,
-                                0,
-                            );
+                            store_l1(config, key, class, value.clone());
                         }
                     }
                 }
@@ -516,9 +569,7 @@ impl EdgeRequest {
             let template = reply::hit_template(class, entry);
             if let (Some(key), Some(template)) = (&self.key, &template) {
                 if let Some(value) = edge_cache::encode_l1(&config.cache, key, template, now) {
-                    // Last writer wins: any fresh copy of the answer is as good as another.
-                    let _ =
-                        HostStore.set(&edge_cache::l1_key(&config.cache, key, class), &value, 0);
+                    store_l1(config, key, class, value);
                 }
             }
             if (class == RouteClass::Stream) == (self.class == RouteClass::Stream) {
