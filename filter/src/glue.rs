@@ -294,7 +294,18 @@ impl EdgeRequest {
         view: &RequestView<'_>,
         check_key: bool,
     ) -> Result<ClientId, libriassist_protocol::ErrorDetail> {
-        let peer = host::property(SOURCE_ADDRESS);
+        // A known API key identifies the client by itself, and a missing required one refuses
+        // it: the peer address is then not asked for.
+        let by_key = check_key
+            && config
+                .api_key
+                .as_ref()
+                .is_some_and(|k| view.api_key.is_some() || k.required);
+        let peer = if by_key {
+            None
+        } else {
+            host::property(SOURCE_ADDRESS)
+        };
         let identify_now = |peer: Option<&[u8]>| {
             let evidence = Evidence {
                 api_key: view.api_key,
