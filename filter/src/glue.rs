@@ -16,8 +16,8 @@
 //! those that return data call back into the module to allocate it), so each path makes few:
 //! the request headers come in one call, the time is read only where it is used, held
 //! rate-limit tokens spare the shared-data calls (see `ratelimit`), and L1 keeps replies
-//! ready to send. A GET passed through makes two (headers, peer address) while it holds
-//! tokens; an L1 hit eight.
+//! ready to send. A GET passed through makes two (headers, peer address) while the worker holds
+//! tokens for its client; an L1 hit seven (eight when the worker has no fresh copy of the entry).
 
 use crate::config::Config;
 use crate::edge_cache::{self, Lookup, L1, MAX_LOOKUP_BODY_BYTES};
@@ -340,8 +340,13 @@ impl EdgeRequest {
     }
 
     fn on_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
-        let headers = host::header_pairs(Map::RequestHeaders).unwrap_or_default();
-        let view = request::read(&headers, config.api_key.as_ref().map(|k| k.header.as_str()));
+        let headers = host::header_pairs(Map::RequestHeaders);
+        let mut view = request::read(
+            headers.as_deref().unwrap_or_default(),
+            config.api_key.as_ref().map(|k| k.header.as_str()),
+        );
+        // Headers that could not be read may still hold a client's cache key.
+        view.has_cache_key |= headers.is_none();
         self.request_id = view.request_id.map(str::to_owned);
         self.class = classify(view.path);
         // Only the edge may tell the origin a key; a client's own would poison the cache.
