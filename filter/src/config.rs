@@ -59,8 +59,13 @@ pub struct CacheConfig {
     pub authority: String,
     pub timeout_ms: u32,
     pub l1_ttl_seconds: u64,
+    /// How long L1 remembers that the origin had no answer for a key, so that repeats of a
+    /// question being answered go to the origin without a lookup call first; 0 turns it off.
+    pub l1_negative_ttl_ms: u64,
+    /// Slots per reply kind: L1 keeps the JSON reply and the event stream in separate slots,
+    /// so it holds at most `2 * l1_slots` entries.
     pub l1_slots: u32,
-    /// Larger entries are answered but not kept in L1, so one huge answer cannot crowd shared
+    /// Larger replies are answered but not kept in L1, so one huge answer cannot crowd shared
     /// memory.
     pub l1_max_entry_bytes: usize,
 }
@@ -106,6 +111,7 @@ impl Default for CacheConfig {
             authority: "libriassist-cache".into(),
             timeout_ms: 100,
             l1_ttl_seconds: 5,
+            l1_negative_ttl_ms: 1000,
             l1_slots: 1024,
             l1_max_entry_bytes: 64 * 1024,
         }
@@ -182,6 +188,7 @@ struct RawCache {
     authority: Option<String>,
     timeout_ms: Option<u32>,
     l1_ttl_seconds: Option<u64>,
+    l1_negative_ttl_ms: Option<u64>,
     l1_slots: Option<u32>,
     l1_max_entry_bytes: Option<usize>,
 }
@@ -309,6 +316,13 @@ impl RawConfig {
                 0,
                 300,
             )?,
+            l1_negative_ttl_ms: bounded(
+                "cache.l1_negative_ttl_ms",
+                self.cache.l1_negative_ttl_ms,
+                dc.l1_negative_ttl_ms,
+                0,
+                60_000,
+            )?,
             l1_slots: bounded(
                 "cache.l1_slots",
                 self.cache.l1_slots,
@@ -420,7 +434,7 @@ mod tests {
         let c = Config::parse(
             format!(
                 r#"{{"cache":{{"enabled":false,"cluster":"c","authority":"cache.local","timeout_ms":20,
-                 "l1_ttl_seconds":2,"l1_slots":16,"l1_max_entry_bytes":1000}},
+                 "l1_ttl_seconds":2,"l1_negative_ttl_ms":0,"l1_slots":16,"l1_max_entry_bytes":1000}},
                  "rate_limits":{{"chat":{{"per_second":0.5,"burst":3}},"other":{{"per_second":100,"burst":200}}}},
                  "max_concurrent_streams":0,"stream_lease_seconds":60,"client_slots":128,
                  "trusted_proxies":["10.0.0.0/8","::1"],"forwarded_for_includes_peer":false,
@@ -431,6 +445,7 @@ mod tests {
         .unwrap();
         assert!(!c.cache.enabled);
         assert_eq!(c.cache.cluster, "c");
+        assert_eq!(c.cache.l1_negative_ttl_ms, 0);
         assert_eq!(
             c.rate_limits.chat,
             Limit {
@@ -454,6 +469,9 @@ mod tests {
         assert!(err(r#"{"cache":{"clutser":"x"}}"#).contains("unknown field"));
         assert!(err(r#"{"cache":{"cluster":" "}}"#).contains("cache.cluster"));
         assert!(err(r#"{"cache":{"timeout_ms":0}}"#).contains("cache.timeout_ms"));
+        assert!(
+            err(r#"{"cache":{"l1_negative_ttl_ms":60001}}"#).contains("cache.l1_negative_ttl_ms")
+        );
         assert!(
             err(r#"{"rate_limits":{"chat":{"per_second":0,"burst":1}}}"#)
                 .contains("rate_limits.chat.per_second")

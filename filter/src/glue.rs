@@ -11,22 +11,127 @@
 //! 3. cache answer: a hit is replied here; a miss or any failure adds the key header, takes a
 //!    stream slot for SSE, and resumes the request toward the origin.
 //!    The stream slot is given back when Envoy logs or destroys the request.
+//!
+//! Host calls are what a request pays for here (each one crosses between V8 and Envoy, and
+//! those that return data call back into the module to allocate it), so each path makes few:
+//! the request headers come in one call, the time is read only where it is used, held
+//! rate-limit tokens spare the shared-data calls (see `ratelimit`), and L1 keeps replies
+//! ready to send. A GET passed through makes two (headers, peer address) while the worker holds
+//! tokens for its client; an L1 hit seven (eight when the worker has no fresh copy of the entry).
 
 use crate::config::Config;
-use crate::edge_cache::{self, Lookup, MAX_LOOKUP_BODY_BYTES};
+use crate::edge_cache::{self, Lookup, L1, MAX_LOOKUP_BODY_BYTES};
 use crate::host::{self, Buffer, HostStore, Level, Map};
 use crate::identity::{identify, ClientId, Evidence};
-use crate::ratelimit::{acquire_stream, check, release_stream, streams_key};
+use crate::ratelimit::{acquire_stream, check_leased, release_stream, streams_key, Leases};
 use crate::reply::{self, LocalReply};
+use crate::request::{self, RequestView};
 use crate::route::{self, check_head, classify, RequestHead, RouteClass};
-use crate::shared::SharedStore;
-use libriassist_protocol::headers::{CACHE_KEY, CONTENT_TYPE, REQUEST_ID};
+use crate::shared::{SeededFnv, SeededMap, SharedStore};
+use libriassist_protocol::headers::{CACHE_KEY, REQUEST_ID};
 use libriassist_protocol::limits::MAX_BODY_BYTES;
-use libriassist_protocol::{cache_key, parse_chat_request, CacheKey};
+use libriassist_protocol::{cache_key, parse_chat_request, CacheKey, CachedAnswer};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
+
+/// How often a worker drops the rate-limit tokens it holds (see `ratelimit`).
+const TICK_MS: u32 = 1_000;
+/// Peer addresses whose client identity a worker remembers; past this it starts over.
+const MAX_REMEMBERED_PEERS: usize = 1024;
+/// L1 entries a worker keeps its own copy of (see `recent_l1`).
+const MAX_RECENT_L1: usize = 32;
+/// Request bodies whose cache key a worker remembers, and the longest it remembers.
+const MAX_REMEMBERED_BODIES: usize = 256;
+const MAX_REMEMBERED_BODY_BYTES: usize = 2048;
+const SOURCE_ADDRESS: &[u8] = b"source\0address";
+
+/// L1 values by (stream reply?, key).
+type RecentL1 = SeededMap<(bool, CacheKey), Rc<[u8]>>;
+
+thread_local! {
+    // One VM per worker thread, one thread per VM: plain per-worker state.
+    static LEASES: RefCell<Leases> = RefCell::new(Leases::default());
+    static PEERS: RefCell<SeededMap<Vec<u8>, ClientId>> =
+        RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns())));
+    /// Valid chat bodies seen lately and their keys: the key is a function of the body alone,
+    /// and a popular question comes back byte for byte, so it is not parsed, normalized and
+    /// hashed again.
+    static KEYS: RefCell<SeededMap<Vec<u8>, CacheKey>> =
+        RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(17))));
+    /// This worker's copies of L1 values it read or wrote lately, by reply kind and key.
+    static RECENT: RefCell<RecentL1> =
+        RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(31))));
+}
+
+/// The L1 value for `key` and the reply of `class`: this worker's copy while it is fresh, else
+/// the shared one (then copied here). A copy is the same immutable value with the same expiry,
+/// so it answers exactly what shared data would until then (a slot later taken by another key
+/// or refreshed changes nothing a copy could get wrong), without the host call.
+fn recent_l1(
+    config: &Config,
+    key: &CacheKey,
+    class: RouteClass,
+    now_ns: u64,
+) -> Option<(L1, Rc<[u8]>)> {
+    let id = (class == RouteClass::Stream, key.clone());
+    if let Some(value) = RECENT.with(|r| r.borrow().get(&id).cloned()) {
+        match edge_cache::decode_l1(&value, key, now_ns) {
+            L1::Nothing => {
+                RECENT.with(|r| r.borrow_mut().remove(&id));
+            }
+            found => return Some((found, value)),
+        }
+    }
+    let Ok((Some(value), _)) = HostStore.get(&edge_cache::l1_key(&config.cache, key, class)) else {
+        return None;
+    };
+    match edge_cache::decode_l1(&value, key, now_ns) {
+        L1::Nothing => None,
+        found => {
+            let value: Rc<[u8]> = Rc::from(value);
+            remember_l1(id, value.clone());
+            Some((found, value))
+        }
+    }
+}
+
+fn remember_l1(id: (bool, CacheKey), value: Rc<[u8]>) {
+    RECENT.with(|r| {
+        let mut recent = r.borrow_mut();
+        if recent.len() >= MAX_RECENT_L1 && !recent.contains_key(&id) {
+            recent.clear();
+        }
+        recent.insert(id, value);
+    });
+}
+
+/// Writes an L1 value to shared data and keeps this worker's copy.
+fn store_l1(config: &Config, key: &CacheKey, class: RouteClass, value: Vec<u8>) {
+    // Last writer wins: any fresh copy of the answer is as good as another.
+    let _ = HostStore.set(&edge_cache::l1_key(&config.cache, key, class), &value, 0);
+    remember_l1((class == RouteClass::Stream, key.clone()), Rc::from(value));
+}
+
+/// The cache key of a chat body, or the error the origin would answer it with.
+fn key_of(body: &[u8]) -> Result<CacheKey, libriassist_protocol::ErrorDetail> {
+    if let Some(key) = KEYS.with(|k| k.borrow().get(body).cloned()) {
+        return Ok(key);
+    }
+    let key = cache_key(&parse_chat_request(body)?);
+    if body.len() <= MAX_REMEMBERED_BODY_BYTES {
+        KEYS.with(|k| {
+            let mut keys = k.borrow_mut();
+            if keys.len() >= MAX_REMEMBERED_BODIES {
+                keys.clear();
+            }
+            keys.insert(body.to_vec(), key.clone());
+        });
+    }
+    Ok(key)
+}
 
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
@@ -76,6 +181,16 @@ impl RootContext for EdgeRoot {
                     ),
                 );
                 self.config = Some(Rc::new(config));
+                LEASES.with(|l| l.borrow_mut().clear());
+                PEERS.with(|p| p.borrow_mut().clear());
+                RECENT.with(|r| r.borrow_mut().clear());
+                if let Err(status) = host::set_tick_period(TICK_MS) {
+                    host::log(
+                        Level::Warn,
+                        &format!("libriassist edge: no tick (status {status}); rate limits take one token at a time"),
+                    );
+                    LEASES.with(|l| l.borrow_mut().disable());
+                }
                 self.metrics = Rc::new(Metrics {
                     hits: host::define_counter(METRIC_HITS),
                     misses: host::define_counter(METRIC_MISSES),
@@ -93,6 +208,10 @@ impl RootContext for EdgeRoot {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        LEASES.with(|l| l.borrow_mut().clear());
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -168,42 +287,105 @@ impl EdgeRequest {
         self.answer(reply)
     }
 
-    fn on_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
-        self.started_ns = host::now_ns();
-        self.request_id = host::header_str(Map::RequestHeaders, REQUEST_ID);
-        let path = host::header_str(Map::RequestHeaders, ":path").unwrap_or_default();
-        self.class = classify(&path);
-        // Only the edge may tell the origin a key; a client's own would poison the cache.
-        if let Err(status) = host::remove_header(Map::RequestHeaders, CACHE_KEY) {
-            host::log(
-                Level::Warn,
-                &format!(
-                    "libriassist edge: could not drop a client cache-key header (status {status})"
-                ),
-            );
-        }
-
-        let api_key = config
-            .api_key
-            .as_ref()
-            .and_then(|k| host::header(Map::RequestHeaders, &k.header));
-        let forwarded_for = host::header_str(Map::RequestHeaders, "x-forwarded-for");
-        let peer = host::property(&["source", "address"]).and_then(|p| String::from_utf8(p).ok());
-        let evidence = Evidence {
-            api_key: api_key.as_deref(),
-            forwarded_for: forwarded_for.as_deref(),
-            peer: peer.as_deref(),
+    /// The client of a request. When its identity can only come from the peer address (no
+    /// trusted proxies, no API key to check), the parsed identity is remembered by address.
+    fn client_of(
+        config: &Config,
+        view: &RequestView<'_>,
+        check_key: bool,
+    ) -> Result<ClientId, libriassist_protocol::ErrorDetail> {
+        // A known API key identifies the client by itself, and a missing required one refuses
+        // it: the peer address is then not asked for.
+        let by_key = check_key
+            && config
+                .api_key
+                .as_ref()
+                .is_some_and(|k| view.api_key.is_some() || k.required);
+        let peer = if by_key {
+            None
+        } else {
+            host::property(SOURCE_ADDRESS)
         };
-        let client = match identify(
-            config.api_key.as_ref(),
-            &config.addresses(),
-            evidence,
-            route::needs_api_key(&path),
-        ) {
+        let identify_now = |peer: Option<&[u8]>| {
+            let evidence = Evidence {
+                api_key: view.api_key,
+                forwarded_for: view.forwarded_for,
+                peer: peer.and_then(|p| std::str::from_utf8(p).ok()),
+            };
+            identify(
+                config.api_key.as_ref(),
+                &config.addresses(),
+                evidence,
+                check_key,
+            )
+        };
+        let by_peer_only =
+            config.trusted_proxies.is_empty() && (config.api_key.is_none() || !check_key);
+        let peer = match peer {
+            Some(peer) if by_peer_only => peer,
+            other => return identify_now(other.as_deref()),
+        };
+        if let Some(client) = PEERS.with(|p| p.borrow().get(&peer).cloned()) {
+            return Ok(client);
+        }
+        let client = identify_now(Some(&peer))?;
+        PEERS.with(|p| {
+            let mut peers = p.borrow_mut();
+            if peers.len() >= MAX_REMEMBERED_PEERS {
+                peers.clear();
+            }
+            peers.insert(peer, client.clone());
+        });
+        Ok(client)
+    }
+
+    fn on_headers(&mut self, config: &Config, end_of_stream: bool) -> Action {
+        let headers = host::header_pairs(Map::RequestHeaders);
+        let mut view = request::read(
+            headers.as_deref().unwrap_or_default(),
+            config.api_key.as_ref().map(|k| k.header.as_str()),
+        );
+        // Headers that could not be read may still hold a client's cache key.
+        view.has_cache_key |= headers.is_none();
+        self.request_id = view.request_id.map(str::to_owned);
+        self.class = classify(view.path);
+        // Only the edge may tell the origin a key; a client's own would poison the cache.
+        if view.has_cache_key {
+            if let Err(status) = host::remove_header(Map::RequestHeaders, CACHE_KEY) {
+                host::log(
+                    Level::Warn,
+                    &format!(
+                        "libriassist edge: could not drop a client cache-key header (status {status})"
+                    ),
+                );
+            }
+        }
+        let client = match Self::client_of(config, &view, route::needs_api_key(view.path)) {
             Ok(client) => client,
             Err(detail) => return self.reject(&reply::error(detail)),
         };
-        match check(&mut HostStore, config, self.class, &client, self.started_ns) {
+        if self.class.is_chat() {
+            // Chat replies report the time since here.
+            self.started_ns = host::now_ns();
+        }
+        let started_ns = self.started_ns;
+        let outcome = LEASES.with(|leases| {
+            check_leased(
+                &mut HostStore,
+                &mut leases.borrow_mut(),
+                config,
+                self.class,
+                &client,
+                || {
+                    if started_ns != 0 {
+                        started_ns
+                    } else {
+                        host::now_ns()
+                    }
+                },
+            )
+        });
+        match outcome {
             Ok(outcome) if !outcome.allowed => return self.limit(&reply::rate_limited(&outcome)),
             Ok(_) => {}
             Err(e) => host::log(
@@ -216,13 +398,10 @@ impl EdgeRequest {
             return Action::Continue;
         }
 
-        let method = host::header_str(Map::RequestHeaders, ":method");
-        let content_type = host::header_str(Map::RequestHeaders, CONTENT_TYPE);
-        let content_length = host::header_str(Map::RequestHeaders, "content-length");
         let head = RequestHead {
-            method: method.as_deref(),
-            content_type: content_type.as_deref(),
-            content_length: content_length.as_deref(),
+            method: view.method,
+            content_type: view.content_type,
+            content_length: view.content_length,
         };
         if let Err(detail) = check_head(head) {
             return self.reject(&reply::error(detail));
@@ -234,30 +413,63 @@ impl EdgeRequest {
         Action::Pause
     }
 
+    /// Answers with a ready hit body: `body[edge_cache::HEADER_BYTES..]` is a template from
+    /// `reply::hit_template`, completed here with the time since the headers.
+    fn answer_hit(&mut self, config: &Config, mut body: Vec<u8>, now_ns: u64) -> Action {
+        host::increment(self.metrics.hits);
+        let elapsed_ms = now_ns.saturating_sub(self.started_ns) as f64 / 1e6;
+        reply::finish_hit(self.class, &mut body, elapsed_ms);
+        let sent = host::send_parts(
+            200,
+            reply::hit_headers(self.class),
+            self.request_id.as_deref(),
+            body.get(edge_cache::HEADER_BYTES..).unwrap_or_default(),
+        );
+        match sent {
+            Ok(()) => {
+                self.state = State::Answered;
+                Action::Pause
+            }
+            Err(status) => {
+                host::log(
+                    Level::Warn,
+                    &format!(
+                        "libriassist edge: local reply refused (status {status}); passing through"
+                    ),
+                );
+                self.forward(config, false)
+            }
+        }
+    }
+
     fn on_body_complete(&mut self, config: &Config, body: &[u8]) -> Action {
-        let request = match parse_chat_request(body) {
-            Ok(request) => request,
+        let key = match key_of(body) {
+            Ok(key) => key,
             Err(detail) => return self.reject(&reply::error(detail)),
         };
-        let key = cache_key(&request);
-        self.key = Some(key.clone());
         if !config.cache.enabled {
+            self.key = Some(key);
             host::increment(self.metrics.misses);
             return self.forward(config, false);
         }
-        let l1 = edge_cache::l1_key(&config.cache, &key);
-        if let Ok((Some(bytes), _)) = HostStore.get(&l1) {
-            if let Some(entry) = edge_cache::decode_l1(&bytes, &key, self.started_ns) {
-                host::increment(self.metrics.hits);
-                if self.answer(&reply::cache_hit(self.class, entry, self.elapsed_ms()))
-                    == Action::Pause
-                {
-                    return Action::Pause;
-                }
+        let now = host::now_ns();
+        match recent_l1(config, &key, self.class, now) {
+            Some((L1::Answer, value)) => {
+                self.key = Some(key);
+                let mut body = Vec::with_capacity(value.len() + 32);
+                body.extend_from_slice(&value);
+                return self.answer_hit(config, body, now);
+            }
+            Some((L1::Absent, _)) => {
+                // The origin had nothing a moment ago: ask it directly.
+                self.key = Some(key);
+                host::increment(self.metrics.misses);
                 return self.forward(config, false);
             }
+            _ => {}
         }
         let path = edge_cache::lookup_path(&key);
+        self.key = Some(key);
         let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
@@ -317,12 +529,7 @@ impl EdgeRequest {
         }
         self.state = State::Forwarded;
         if resume {
-            if let Err(status) = host::resume_request() {
-                host::log(
-                    Level::Error,
-                    &format!("libriassist edge: could not resume request (status {status})"),
-                );
-            }
+            self.resume();
         }
         Action::Continue
     }
@@ -344,23 +551,16 @@ impl EdgeRequest {
             edge_cache::classify_lookup(status.as_deref(), &body)
         };
         match lookup {
-            Lookup::Hit(entry) => {
+            Lookup::Hit(entry) => self.on_cache_hit(config, &entry),
+            Lookup::Miss => {
                 if let Some(key) = &self.key {
-                    if let Some(value) =
-                        edge_cache::encode_l1(&config.cache, key, &entry, host::now_ns())
-                    {
-                        // Last writer wins: any fresh copy of the answer is as good as another.
-                        let _ = HostStore.set(&edge_cache::l1_key(&config.cache, key), &value, 0);
+                    let now = host::now_ns();
+                    if let Some(value) = edge_cache::encode_absent(&config.cache, key, now) {
+                        for class in [RouteClass::Chat, RouteClass::Stream] {
+                            store_l1(config, key, class, value.clone());
+                        }
                     }
                 }
-                host::increment(self.metrics.hits);
-                if self.answer(&reply::cache_hit(self.class, entry, self.elapsed_ms()))
-                    == Action::Continue
-                {
-                    self.forward(config, true);
-                }
-            }
-            Lookup::Miss => {
                 host::increment(self.metrics.misses);
                 self.forward(config, true);
             }
@@ -377,8 +577,49 @@ impl EdgeRequest {
         }
     }
 
-    fn elapsed_ms(&self) -> f64 {
-        host::now_ns().saturating_sub(self.started_ns) as f64 / 1e6
+    /// The origin's cache had the answer: both ready replies go to L1, this one is sent.
+    fn on_cache_hit(&mut self, config: &Config, entry: &CachedAnswer) {
+        let now = host::now_ns();
+        let mut mine = None;
+        for class in [RouteClass::Chat, RouteClass::Stream] {
+            let template = reply::hit_template(class, entry);
+            if let (Some(key), Some(template)) = (&self.key, &template) {
+                if let Some(value) = edge_cache::encode_l1(&config.cache, key, template, now) {
+                    store_l1(config, key, class, value);
+                }
+            }
+            if (class == RouteClass::Stream) == (self.class == RouteClass::Stream) {
+                mine = template;
+            }
+        }
+        match mine {
+            Some(template) => {
+                let mut body = Vec::with_capacity(edge_cache::HEADER_BYTES + template.len() + 32);
+                body.resize(edge_cache::HEADER_BYTES, 0);
+                body.extend_from_slice(&template);
+                if self.answer_hit(config, body, now) == Action::Continue {
+                    self.resume();
+                }
+            }
+            None => {
+                host::increment(self.metrics.hits);
+                let elapsed_ms = now.saturating_sub(self.started_ns) as f64 / 1e6;
+                if self.answer(&reply::cache_hit(self.class, entry.clone(), elapsed_ms))
+                    == Action::Continue
+                {
+                    self.forward(config, true);
+                }
+            }
+        }
+    }
+
+    fn resume(&self) {
+        if let Err(status) = host::resume_request() {
+            host::log(
+                Level::Error,
+                &format!("libriassist edge: could not resume request (status {status})"),
+            );
+        }
     }
 
     fn release_stream_slot(&mut self) {

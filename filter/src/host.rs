@@ -99,6 +99,12 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -155,9 +161,14 @@ pub fn header(map: Map, name: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// A header as text; a value that is not UTF-8 reads as absent rather than crashing.
-pub fn header_str(map: Map, name: &str) -> Option<String> {
-    header(map, name).and_then(|v| String::from_utf8(v).ok())
+/// A whole header map, serialized (see `pairs`), in one call.
+pub fn header_pairs(map: Map) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: as in `buffer`.
+    match unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) } {
+        OK => Some(unsafe { owned(data, size) }),
+        _ => None,
+    }
 }
 
 /// # Errors
@@ -188,8 +199,8 @@ pub fn remove_header(map: Map, name: &str) -> Result<(), u32> {
     }
 }
 
-pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    let path = pairs::property_path(path);
+/// A property by its path, segments already joined by NUL (`b"source\0address"`).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: as in `buffer`.
     match unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) } {
@@ -231,28 +242,43 @@ impl SharedStore for HostStore {
 /// # Errors
 /// The host status.
 pub fn send(reply: &LocalReply, request_id: Option<&str>) -> Result<(), u32> {
-    let mut headers: Vec<(&str, &str)> = reply
+    let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
         .map(|(k, v)| (*k, v.as_str()))
         .collect();
+    send_parts(reply.status, &headers, request_id, &reply.body)
+}
+
+/// [`send`] from its parts, for replies kept ready to send.
+///
+/// # Errors
+/// The host status.
+pub fn send_parts(
+    status: u32,
+    headers: &[(&str, &str)],
+    request_id: Option<&str>,
+    body: &[u8],
+) -> Result<(), u32> {
+    let mut all: Vec<(&str, &str)> = Vec::with_capacity(headers.len() + 1);
+    all.extend_from_slice(headers);
     if let Some(id) = request_id {
-        headers.push((libriassist_protocol::headers::REQUEST_ID, id));
+        all.push((libriassist_protocol::headers::REQUEST_ID, id));
     }
-    let headers = pairs::encode(&headers);
+    let headers = pairs::encode(&all);
     let details = b"libriassist_edge";
     // SAFETY: pointers and lengths of live buffers.
     match unsafe {
         proxy_send_local_response(
-            reply.status,
+            status,
             details.as_ptr(),
             details.len(),
-            if reply.body.is_empty() {
+            if body.is_empty() {
                 null()
             } else {
-                reply.body.as_ptr()
+                body.as_ptr()
             },
-            reply.body.len(),
+            body.len(),
             headers.as_ptr(),
             headers.len(),
             -1,
@@ -270,6 +296,15 @@ pub fn send(reply: &LocalReply, request_id: Option<&str>) -> Result<(), u32> {
 pub fn resume_request() -> Result<(), u32> {
     // SAFETY: no pointers.
     match unsafe { proxy_continue_stream(0) } {
+        OK => Ok(()),
+        status => Err(status),
+    }
+}
+
+/// Asks for `on_tick` every `period_ms` on this worker's root context.
+pub fn set_tick_period(period_ms: u32) -> Result<(), u32> {
+    // SAFETY: no pointers.
+    match unsafe { proxy_set_tick_period_milliseconds(period_ms) } {
         OK => Ok(()),
         status => Err(status),
     }

@@ -17,7 +17,8 @@
 //!
 //! ```json
 //! {"cache": {"enabled": true, "cluster": "libriassist_cache", "authority": "libriassist-cache",
-//!            "timeout_ms": 100, "l1_ttl_seconds": 5, "l1_slots": 1024, "l1_max_entry_bytes": 65536},
+//!            "timeout_ms": 100, "l1_ttl_seconds": 5, "l1_negative_ttl_ms": 1000, "l1_slots": 1024,
+//!            "l1_max_entry_bytes": 65536},
 //!  "rate_limits": {"chat": {"per_second": 1, "burst": 10}, "stream": {"per_second": 1, "burst": 10},
 //!                  "other": {"per_second": 20, "burst": 100}},
 //!  "max_concurrent_streams": 4, "stream_lease_seconds": 900, "client_slots": 65536,
@@ -35,6 +36,7 @@ pub mod identity;
 pub mod pairs;
 pub mod ratelimit;
 pub mod reply;
+pub mod request;
 pub mod route;
 pub mod shared;
 pub mod token_bucket;

@@ -32,6 +32,41 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     Some(out)
 }
 
+/// Calls `f` with each pair of a serialized header map, borrowed, in order. Returns false
+/// (after the pairs before the damage) when the bytes are not a well-formed map.
+pub fn for_each<'a>(bytes: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    let word = |at: usize| -> Option<usize> {
+        let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(raw)).ok()
+    };
+    let Some(count) = word(0) else { return false };
+    let Some(mut data) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
+        return false;
+    };
+    if data > bytes.len() {
+        return false;
+    }
+    for i in 0..count {
+        let pair = (|| {
+            let key_len = word(4 + i * 8)?;
+            let value_len = word(8 + i * 8)?;
+            let key = bytes.get(data..data.checked_add(key_len)?)?;
+            let value_at = data.checked_add(key_len)?.checked_add(1)?;
+            let value = bytes.get(value_at..value_at.checked_add(value_len)?)?;
+            data = value_at.checked_add(value_len)?.checked_add(1)?;
+            Some((key, value))
+        })();
+        match pair {
+            Some((key, value)) => f(key, value),
+            None => return false,
+        }
+    }
+    true
+}
+
 /// Encodes pairs in the layout [`decode`] reads.
 pub fn encode<K: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
     let size: usize = 4 + pairs
@@ -69,7 +104,10 @@ mod tests {
             (b":path".to_vec(), b"/api/v1/chat".to_vec()),
             (b"x".to_vec(), b"\xff\x00".to_vec()),
         ];
-        assert_eq!(decode(&encode(&pairs)), Some(pairs));
+        assert_eq!(decode(&encode(&pairs)), Some(pairs.clone()));
+        let mut seen = Vec::new();
+        assert!(for_each(&encode(&pairs), |k, v| seen.push((k.to_vec(), v.to_vec()))));
+        assert_eq!(seen, pairs);
         assert_eq!(decode(&[]), Some(vec![]));
         assert_eq!(decode(&[1, 0, 0]), None);
         assert_eq!(decode(&[255, 255, 255, 255]), None);
@@ -81,6 +119,16 @@ mod tests {
         #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn for_each_agrees_with_decode(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut seen = Vec::new();
+            let ok = for_each(&bytes, |k, v| seen.push((k.to_vec(), v.to_vec())));
+            match decode(&bytes) {
+                Some(pairs) => prop_assert!(ok && seen == pairs),
+                None => prop_assert!(!ok),
+            }
         }
 
         #[test]

@@ -95,6 +95,59 @@ pub fn cache_hit(class: RouteClass, entry: CachedAnswer, elapsed_ms: f64) -> Loc
     }
 }
 
+/// The headers of a cache hit on route `class`, as [`cache_hit`] sets them.
+pub fn hit_headers(class: RouteClass) -> &'static [(&'static str, &'static str)] {
+    match class {
+        RouteClass::Stream => &[
+            (CONTENT_TYPE, EVENT_STREAM),
+            (X_CACHE, "edge"),
+            ("cache-control", "no-cache"),
+        ],
+        _ => &[(CONTENT_TYPE, JSON), (X_CACHE, "edge")],
+    }
+}
+
+/// What ends a hit body after its `total_ms` value: the `timings` and response objects, and
+/// on the stream route the end of the `done` event.
+fn hit_tail(class: RouteClass) -> &'static [u8] {
+    match class {
+        RouteClass::Stream => b"}}\n\n",
+        _ => b"}}",
+    }
+}
+
+/// The body [`cache_hit`] sends for `entry`, cut just after `"total_ms":`: the only value
+/// that differs between two hits on the same entry is the time, and it is the last one in
+/// both bodies (`timings` ends the JSON answer and the `done` event ends the stream). Kept in
+/// L1 so that a hit only appends the time ([`finish_hit`]). `None` if the encoding does not
+/// end as expected (then nothing is kept and the hit is encoded in full).
+pub fn hit_template(class: RouteClass, entry: &CachedAnswer) -> Option<Vec<u8>> {
+    let mut body = cache_hit(class, entry.clone(), 0.0).body;
+    let tail = hit_tail(class);
+    let end = body.len().checked_sub(tail.len() + 3)?;
+    if body.get(end..)?.strip_prefix(b"0.0")? != tail
+        || !body.get(..end)?.ends_with(b"\"total_ms\":")
+    {
+        return None;
+    }
+    body.truncate(end);
+    Some(body)
+}
+
+/// Completes a body from [`hit_template`] (at the end of `body`) with the elapsed time,
+/// written exactly as the JSON encoder writes it.
+pub fn finish_hit(class: RouteClass, body: &mut Vec<u8>, elapsed_ms: f64) {
+    let ms = if elapsed_ms.is_finite() {
+        elapsed_ms
+    } else {
+        0.0
+    };
+    if serde_json::to_writer(&mut *body, &ms).is_err() {
+        body.extend_from_slice(b"0.0");
+    }
+    body.extend_from_slice(hit_tail(class));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +210,18 @@ mod tests {
         assert_eq!(response.cache, CacheLayer::Edge);
         assert_eq!(response.answer, entry.answer);
         assert_eq!(header(&r, "x-cache"), Some("edge"));
+        for class in [RouteClass::Chat, RouteClass::Stream, RouteClass::Other] {
+            let template = hit_template(class, &entry).unwrap();
+            for ms in [0.0, 0.2, 1.0, 12.345_678_9, 1e-7, 3e9] {
+                let mut body = template.clone();
+                finish_hit(class, &mut body, ms);
+                let full = cache_hit(class, entry.clone(), ms);
+                assert_eq!(body, full.body, "{class:?} {ms}");
+                let headers: Vec<(&str, &str)> =
+                    full.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                assert_eq!(hit_headers(class), &headers[..]);
+            }
+        }
         let r = cache_hit(RouteClass::Stream, entry, 0.2);
         assert_eq!(header(&r, "content-type"), Some("text/event-stream"));
         let text = String::from_utf8(r.body).unwrap();

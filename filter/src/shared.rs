@@ -76,6 +76,51 @@ pub fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
+/// FNV-1a as a `Hasher`, for the worker's own small tables: std's default hasher seeds itself
+/// from the host's random source, an import this module does without.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// A `HashMap` with [`Fnv`].
+pub type FnvMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// [`Fnv`] started from a secret seed (the clock when the table is made), for tables whose
+/// keys a client chooses: without the seed, colliding keys could be computed offline.
+#[derive(Debug, Clone, Copy)]
+pub struct SeededFnv(pub u64);
+
+impl std::hash::BuildHasher for SeededFnv {
+    type Hasher = Fnv;
+
+    fn build_hasher(&self) -> Fnv {
+        let mut h = Fnv::default();
+        std::hash::Hasher::write_u64(&mut h, self.0);
+        h
+    }
+}
+
+/// A `HashMap` with [`SeededFnv`].
+pub type SeededMap<K, V> = std::collections::HashMap<K, V, SeededFnv>;
+
 /// The shared-data key of `name` in one of `slots` slots under `prefix`.
 pub fn slot_key(prefix: &str, name: &str, slots: u32) -> String {
     let slot = fnv1a(&[prefix.as_bytes(), name.as_bytes()]) % u64::from(slots.max(1));

@@ -38,6 +38,19 @@ const NANOS: f64 = 1e9;
 /// Refills the bucket up to `now_ns` and tries to take one token.
 /// A missing state is a full bucket: a new client starts with its burst.
 pub fn take(state: Option<Bucket>, limit: Limit, now_ns: u64) -> (Bucket, Outcome) {
+    let (bucket, outcome, _) = take_up_to(state, limit, now_ns, 1);
+    (bucket, outcome)
+}
+
+/// Like [`take`], but takes up to `want` whole tokens at once when the bucket holds them (at
+/// least one, or none when refused). Returns how many were taken; the outcome describes the
+/// request that asked, as if the other tokens were already spent.
+pub fn take_up_to(
+    state: Option<Bucket>,
+    limit: Limit,
+    now_ns: u64,
+    want: u32,
+) -> (Bucket, Outcome, u32) {
     let burst = f64::from(limit.burst.max(1));
     let rate = if limit.per_second.is_finite() && limit.per_second > 0.0 {
         limit.per_second
@@ -54,7 +67,13 @@ pub fn take(state: Option<Bucket>, limit: Limit, now_ns: u64) -> (Bucket, Outcom
     let elapsed = now_ns.saturating_sub(bucket.updated_ns) as f64 / NANOS;
     let tokens = (bucket.tokens + elapsed * rate).clamp(0.0, burst);
     let allowed = tokens >= 1.0;
-    let left = if allowed { tokens - 1.0 } else { tokens };
+    let granted = if allowed {
+        // `tokens` is at most `burst`, a u32, so the floor fits.
+        (tokens.floor() as u32).clamp(1, want.max(1))
+    } else {
+        0
+    };
+    let left = tokens - f64::from(granted);
     let seconds = |missing: f64| (missing / rate).max(0.0).ceil().min(u64::MAX as f64) as u64;
     let outcome = Outcome {
         allowed,
@@ -73,6 +92,7 @@ pub fn take(state: Option<Bucket>, limit: Limit, now_ns: u64) -> (Bucket, Outcom
             updated_ns: now_ns.max(bucket.updated_ns),
         },
         outcome,
+        granted,
     )
 }
 
@@ -148,6 +168,25 @@ mod tests {
         let (b2, o) = take(Some(b), limit, 5 * S);
         assert!(!o.allowed);
         assert_eq!(b2.updated_ns, 100 * S);
+    }
+
+    #[test]
+    fn several_tokens_at_once() {
+        let limit = Limit {
+            per_second: 1.0,
+            burst: 10,
+        };
+        let (b, o, n) = take_up_to(None, limit, S, 4);
+        assert!(o.allowed);
+        assert_eq!((n, o.remaining), (4, 6));
+        let (b, _, n) = take_up_to(Some(b), limit, S, 100);
+        assert_eq!(n, 6);
+        let (_, o, n) = take_up_to(Some(b), limit, S, 4);
+        assert!(!o.allowed);
+        assert_eq!(n, 0);
+        let (_, o, n) = take_up_to(None, limit, S, 0);
+        assert!(o.allowed);
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -446,3 +446,48 @@ fn concurrent_streams_are_capped_per_client_and_released() {
     assert!(vm.stream(third).local_reply.is_none());
     assert_no_panic(&vm);
 }
+
+#[test]
+fn a_key_the_origin_just_lacked_goes_straight_to_the_origin() {
+    let cluster = cluster();
+    let (mut a, mut b) = (vm(&cluster, "{}"), vm(&cluster, "{}"));
+    let question = "Livrez-vous le samedi ?";
+    let (first, action) = ask(&mut a, CHAT, question, "192.0.2.1:1");
+    assert_eq!(action, Action::Pause);
+    let token = a.calls()[0].token;
+    a.http_call_response(token, Some((404, b"{}"))).unwrap();
+    assert!(a.stream(first).resumed);
+
+    // Repeats within the negative TTL, on any worker and either route: no lookup, forwarded
+    // with the key, counted as misses.
+    for (vm, path) in [(&mut a, CHAT), (&mut b, STREAM)] {
+        let (ctx, action) = ask(vm, path, question, "192.0.2.2:1");
+        assert_eq!(action, Action::Continue);
+        let stream = vm.stream(ctx);
+        assert!(stream.local_reply.is_none());
+        assert_eq!(
+            stream.header("x-libriassist-cache-key"),
+            Some(key_of(question).as_str())
+        );
+    }
+    assert_eq!(a.calls().len(), 1);
+    assert!(b.calls().is_empty());
+    assert_eq!(cluster.counter("libriassist_edge_cache_misses"), 3);
+
+    // A second later the origin is asked again, and its answer is served.
+    b.set_time_ns(1_001 * S + S / 10);
+    let (ctx, action) = ask(&mut b, CHAT, question, "192.0.2.2:1");
+    assert_eq!(action, Action::Pause);
+    let token = b.calls()[0].token;
+    b.http_call_response(token, Some((200, &serde_json::to_vec(&entry()).unwrap())))
+        .unwrap();
+    let reply = b
+        .stream(ctx)
+        .local_reply
+        .clone()
+        .expect("answered at the edge");
+    let response: ChatResponse = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(response.answer, entry().answer);
+    assert_no_panic(&a);
+    assert_no_panic(&b);
+}
