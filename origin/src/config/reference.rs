@@ -79,7 +79,14 @@ const FILE_ONLY: &[(&str, &str)] = &[
         "index.candidates",
         "Passages taken from each search (BM25, vectors) before fusion",
     ),
-    ("index.rrf_k", "Reciprocal rank fusion constant"),
+    (
+        "index.fusion",
+        "How the BM25 and vector rankings are fused: zscore or rrf",
+    ),
+    (
+        "index.rrf_k",
+        "Reciprocal rank fusion constant (fusion = rrf only)",
+    ),
     (
         "index.bm25_weight",
         "Weight of the BM25 ranking in the fusion",

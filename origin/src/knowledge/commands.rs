@@ -143,7 +143,9 @@ pub struct EvalRetrievalArgs {
     /// Also tune the fusion on a dev half and report it on the test half.
     #[arg(long)]
     pub tune: bool,
-    /// Reciprocal rank fusion of the "hybrid" row [default: the service's].
+    /// Fusion of the "hybrid" row, and its settings below [default: the service's].
+    #[arg(long, value_enum)]
+    pub fusion: Option<super::fuse::FusionMethod>,
     #[arg(long)]
     pub rrf_k: Option<f32>,
     #[arg(long)]
@@ -174,6 +176,7 @@ pub async fn run_eval(args: EvalRetrievalArgs) -> Result<(), String> {
         chunking: ChunkSettings::default(),
         tune: args.tune,
         fusion: super::fuse::Fusion {
+            method: args.fusion.unwrap_or(defaults.method),
             k: args.rrf_k.unwrap_or(defaults.k),
             bm25_weight: args.bm25_weight.unwrap_or(defaults.bm25_weight),
             dense_weight: args.dense_weight.unwrap_or(defaults.dense_weight),

@@ -1,7 +1,7 @@
 //! The `[index]` and `[embedding]` sections of the configuration, and their command-line and
 //! environment overrides (`libriassist serve --help` lists them).
 
-use super::fuse::Fusion;
+use super::fuse::{Fusion, FusionMethod};
 use super::retriever::RetrievalSettings;
 use crate::embed::EmbeddingConfig;
 use clap::Args;
@@ -21,7 +21,9 @@ pub struct IndexConfig {
     /// Lowest cosine between question and passage for the passage to be used; with none
     /// left, the answer is `no_answer`. Calibrated in docs/EVALUATION.md.
     pub min_relevance: f32,
-    /// Reciprocal rank fusion constant and weights.
+    /// How the BM25 and vector rankings are fused: `zscore` or `rrf`.
+    pub fusion: FusionMethod,
+    /// Reciprocal rank fusion constant (`rrf` only).
     pub rrf_k: f32,
     pub bm25_weight: f32,
     pub dense_weight: f32,
@@ -43,6 +45,7 @@ impl Default for IndexConfig {
             top_k: r.top_k,
             candidates: r.candidates,
             min_relevance: r.min_relevance,
+            fusion: r.fusion.method,
             rrf_k: r.fusion.k,
             bm25_weight: r.fusion.bm25_weight,
             dense_weight: r.fusion.dense_weight,
@@ -59,6 +62,7 @@ impl IndexConfig {
             candidates: self.candidates,
             min_relevance: self.min_relevance,
             fusion: Fusion {
+                method: self.fusion,
                 k: self.rrf_k,
                 bm25_weight: self.bm25_weight,
                 dense_weight: self.dense_weight,

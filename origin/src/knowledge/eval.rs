@@ -17,14 +17,14 @@
 //! of the ranking. Passage and question vectors are cached on disk by content hash, so a second
 //! run (say, to tune fusion) only searches.
 //!
-//! Fusion tuning is honest: questions are split in two halves with a fixed seed, the RRF
-//! constant and weights are chosen on the first (dev) half, and reported on the other (test).
+//! Fusion tuning is honest: questions are split in two halves with a fixed seed, the fusion
+//! method and its settings are chosen on the first (dev) half, and reported on the other (test).
 
 use super::bm25::Analyzer;
 use super::chunk::{chunk_document, Chunk, ChunkSettings};
 use super::dense::DenseIndex;
 use super::documents::{Document, Section};
-use super::fuse::Fusion;
+use super::fuse::{Fusion, FusionMethod};
 use super::index::LoadedIndex;
 use super::manifest::{corpus_version, sha256_hex};
 use super::retriever::{apply_floor, search, Method, RetrievalSettings};
@@ -452,10 +452,16 @@ pub async fn run(options: &EvalOptions, embedder: &Embedder) -> Result<EvalRepor
 }
 
 fn describe(f: &Fusion) -> String {
-    format!(
-        "RRF k={} bm25_weight={} dense_weight={}",
-        f.k, f.bm25_weight, f.dense_weight
-    )
+    match f.method {
+        FusionMethod::Rrf => format!(
+            "RRF k={} bm25_weight={} dense_weight={}",
+            f.k, f.bm25_weight, f.dense_weight
+        ),
+        FusionMethod::Zscore => format!(
+            "z-score bm25_weight={} dense_weight={}",
+            f.bm25_weight, f.dense_weight
+        ),
+    }
 }
 
 /// Vectors a previous run stored under `name` (which carries a hash of what they embed).
@@ -542,6 +548,31 @@ fn score(
     Ok(s)
 }
 
+/// The fusions `--tune` tries (BM25 weight 1): RRF over its constant and the vector weight,
+/// z-scores over the vector weight (they have no constant).
+fn tuning_grid() -> Vec<Fusion> {
+    let mut grid = Vec::new();
+    for k in [1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
+        for dense_weight in [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0] {
+            grid.push(Fusion {
+                method: FusionMethod::Rrf,
+                k,
+                bm25_weight: 1.0,
+                dense_weight,
+            });
+        }
+    }
+    for dense_weight in [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0] {
+        grid.push(Fusion {
+            method: FusionMethod::Zscore,
+            dense_weight,
+            bm25_weight: 1.0,
+            ..Fusion::default()
+        });
+    }
+    grid
+}
+
 fn tune(
     index: &LoadedIndex,
     queries: &[Query],
@@ -555,25 +586,18 @@ fn tune(
     let (dev, test) = order.split_at(order.len() / 2);
     let mut grid = Vec::new();
     let mut best: Option<(f64, Fusion)> = None;
-    for k in [1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 60.0, 100.0] {
-        for dense_weight in [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0] {
-            let fusion = Fusion {
-                k,
-                bm25_weight: 1.0,
-                dense_weight,
-            };
-            let settings = RetrievalSettings {
-                fusion,
-                ..default.clone()
-            };
-            let s = score(index, queries, vectors, dev, Method::Hybrid, &settings)?;
-            // Recall@1 first (it decides the top passage), MRR to break ties.
-            let objective = s.recall_at_1 * 1000.0 + s.mrr_at_10;
-            if best.as_ref().is_none_or(|(b, _)| objective > *b) {
-                best = Some((objective, fusion));
-            }
-            grid.push((describe(&fusion), s));
+    for fusion in tuning_grid() {
+        let settings = RetrievalSettings {
+            fusion,
+            ..default.clone()
+        };
+        let s = score(index, queries, vectors, dev, Method::Hybrid, &settings)?;
+        // Recall@1 first (it decides the top passage), MRR to break ties.
+        let objective = s.recall_at_1 * 1000.0 + s.mrr_at_10;
+        if best.as_ref().is_none_or(|(b, _)| objective > *b) {
+            best = Some((objective, fusion));
         }
+        grid.push((describe(&fusion), s));
     }
     let chosen = best.map_or(default.fusion, |(_, f)| f);
     let on_test = |method, fusion| {

@@ -1,20 +1,37 @@
-//! Reciprocal rank fusion of ranked lists: a passage's fused score is the sum, over the lists
-//! that contain it, of `weight / (k + rank)` (rank from 1).
+//! Fusion of the BM25 and vector rankings into one. Each list gives every passage a value, a
+//! passage absent from a list gets that list's value for "absent", and the fused score is the
+//! weighted sum of the two values. Two ways to value a list:
 //!
-//! RRF uses ranks only, so BM25 scores (unbounded, corpus-dependent) and cosines (a narrow band
-//! near 0.8 for e5) need no calibration against each other. A larger `k` flattens the
-//! advantage of the very first ranks (60 in the original paper, Cormack et al., 2009).
+//! - **z-score** (the default): a passage's score minus the list's mean, over the list's
+//!   standard deviation; absent passages get the lowest z of the list. BM25 scores (unbounded,
+//!   corpus-dependent) and cosines (a narrow band near 0.85 for e5) become comparable, and
+//!   unlike ranks they keep *how far* ahead a passage is: a BM25 first place that stands out
+//!   (a rare word matched) weighs more than one that leads by a hair.
+//! - **reciprocal rank** (RRF, Cormack et al., 2009): `1 / (k + rank)` (rank from 1), absent
+//!   passages 0. Ranks only; a larger `k` flattens the advantage of the first ranks.
 //!
-//! The defaults, k = 10 and a weight of 1.5 for vectors against 1 for BM25, were chosen with
+//! The default, z-scores with a weight of 2.5 for vectors against 1 for BM25, was chosen with
 //! `libriassist eval retrieval --tune` on the dev halves of both French sets, as the setting
-//! whose worst recall@1 margin over the better single method was largest; `docs/EVALUATION.md`
-//! reports them on the held-out halves. Vectors win on service-public and BM25 on PIAF, so a
-//! setting tuned on one alone loses on the other.
+//! whose worst margin over the better single method was largest (recall@1, then MRR@10);
+//! `docs/EVALUATION.md` reports it on the held-out halves. Vectors win on service-public and BM25 on PIAF, so a setting
+//! tuned on one alone loses on the other.
 
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionMethod {
+    /// Weighted sum of each list's z-scores.
+    Zscore,
+    /// Weighted reciprocal rank fusion.
+    Rrf,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fusion {
+    pub method: FusionMethod,
+    /// The RRF constant (unused by z-scores).
     pub k: f32,
     pub bm25_weight: f32,
     pub dense_weight: f32,
@@ -23,39 +40,73 @@ pub struct Fusion {
 impl Default for Fusion {
     fn default() -> Self {
         Fusion {
+            method: FusionMethod::Zscore,
             k: 10.0,
             bm25_weight: 1.0,
-            dense_weight: 1.5,
+            dense_weight: 2.5,
         }
     }
 }
 
 impl Fusion {
-    /// The highest fused score possible: first in every list. Scores divided by it fall in
-    /// (0, 1], which is what clients see as a source's score.
-    pub fn max_score(&self) -> f32 {
-        (self.bm25_weight + self.dense_weight) / (self.k + 1.0)
+    /// A fused score mapped into (0, 1], which is what clients see as a source's score. RRF:
+    /// divided by the highest possible score (first in both lists). Z-scores have no ceiling:
+    /// the weighted mean z goes through the logistic function, so a passage at the lists' mean
+    /// scores 0.5 and one two standard deviations above it in both lists 0.88.
+    pub fn normalize(&self, fused: f32) -> f32 {
+        let weights = self.bm25_weight + self.dense_weight;
+        match self.method {
+            FusionMethod::Rrf => fused * (self.k + 1.0) / weights,
+            FusionMethod::Zscore => 1.0 / (1.0 + (-fused / weights).exp()),
+        }
     }
 
     /// Fuses the two lists (each best first) into one, best first; ties go to the passage that
     /// ranks better in the dense list, then to the lower passage number, so the order is
     /// deterministic.
     pub fn fuse(&self, bm25: &[(u32, f32)], dense: &[(u32, f32)]) -> Vec<(u32, f32)> {
-        let mut scores: HashMap<u32, (f32, usize)> =
+        let (bm25_values, bm25_absent) = self.values(bm25);
+        let (dense_values, dense_absent) = self.values(dense);
+        // Per passage: BM25 value, dense value, dense rank.
+        let mut parts: HashMap<u32, (f32, f32, usize)> =
             HashMap::with_capacity(bm25.len() + dense.len());
-        for (rank, (ord, _)) in bm25.iter().enumerate() {
-            scores.entry(*ord).or_insert((0.0, usize::MAX)).0 +=
-                self.bm25_weight / (self.k + rank as f32 + 1.0);
+        for ((ord, _), v) in bm25.iter().zip(bm25_values) {
+            parts.entry(*ord).or_insert((v, dense_absent, usize::MAX));
         }
-        for (rank, (ord, _)) in dense.iter().enumerate() {
-            let e = scores.entry(*ord).or_insert((0.0, usize::MAX));
-            e.0 += self.dense_weight / (self.k + rank as f32 + 1.0);
-            e.1 = e.1.min(rank);
+        for (rank, ((ord, _), v)) in dense.iter().zip(dense_values).enumerate() {
+            let e = parts.entry(*ord).or_insert((bm25_absent, v, rank));
+            if e.2 == usize::MAX {
+                (e.1, e.2) = (v, rank);
+            }
         }
-        let mut out: Vec<(u32, f32, usize)> =
-            scores.into_iter().map(|(o, (s, r))| (o, s, r)).collect();
+        let mut out: Vec<(u32, f32, usize)> = parts
+            .into_iter()
+            .map(|(o, (b, d, r))| (o, self.bm25_weight * b + self.dense_weight * d, r))
+            .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
         out.into_iter().map(|(o, s, _)| (o, s)).collect()
+    }
+
+    /// The value of each passage of `list` (best first), and the value of an absent passage.
+    fn values(&self, list: &[(u32, f32)]) -> (Vec<f32>, f32) {
+        match self.method {
+            FusionMethod::Rrf => (
+                (0..list.len())
+                    .map(|rank| 1.0 / (self.k + rank as f32 + 1.0))
+                    .collect(),
+                0.0,
+            ),
+            FusionMethod::Zscore => {
+                let n = list.len().max(1) as f32;
+                let mean = list.iter().map(|x| x.1).sum::<f32>() / n;
+                let sd = (list.iter().map(|x| (x.1 - mean).powi(2)).sum::<f32>() / n).sqrt();
+                // One passage, or all equal: nothing stands out, every value is 0.
+                let z = |s: f32| if sd > 0.0 { (s - mean) / sd } else { 0.0 };
+                let values: Vec<f32> = list.iter().map(|x| z(x.1)).collect();
+                let lowest = values.iter().copied().reduce(f32::min).unwrap_or(0.0);
+                (values, lowest)
+            }
+        }
     }
 }
 
@@ -64,7 +115,15 @@ mod tests {
     use super::*;
 
     const PAPER: Fusion = Fusion {
+        method: FusionMethod::Rrf,
         k: 60.0,
+        bm25_weight: 1.0,
+        dense_weight: 1.0,
+    };
+
+    const Z: Fusion = Fusion {
+        method: FusionMethod::Zscore,
+        k: 0.0,
         bm25_weight: 1.0,
         dense_weight: 1.0,
     };
@@ -97,8 +156,39 @@ mod tests {
         assert_eq!(bm25_heavy.fuse(&bm25, &dense)[0].0, 1);
         // Equal weights and symmetric ranks: the dense list breaks the tie.
         assert_eq!(PAPER.fuse(&bm25, &dense)[0].0, 2);
-        let f = Fusion::default();
-        assert!((f.fuse(&[(5, 1.0)], &[(5, 1.0)])[0].1 / f.max_score() - 1.0).abs() < 1e-6);
+        let f = Fusion {
+            method: FusionMethod::Rrf,
+            ..Fusion::default()
+        };
+        assert!((f.normalize(f.fuse(&[(5, 1.0)], &[(5, 1.0)])[0].1) - 1.0).abs() < 1e-6);
         assert!(f.fuse(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn z_scores_keep_the_size_of_a_lead() {
+        // BM25 puts 1 far ahead; vectors put 2 ahead by a hair. Ranks call it a draw (and
+        // the dense list breaks it), z-scores see BM25's clear preference.
+        let bm25 = [(1, 20.0), (2, 5.0), (3, 4.0), (4, 3.0)];
+        let dense = [(2, 0.861), (1, 0.860), (3, 0.80), (4, 0.79)];
+        let rrf = Fusion {
+            dense_weight: 1.0,
+            ..PAPER
+        };
+        assert_eq!(rrf.fuse(&bm25, &dense)[0].0, 2);
+        let fused = Z.fuse(&bm25, &dense);
+        assert_eq!(fused[0].0, 1);
+        // A passage only one list has gets that list's lowest z from the other.
+        let fused = Z.fuse(&[(1, 3.0), (2, 1.0)], &[(3, 0.9), (1, 0.7)]);
+        let score = |o: u32| fused.iter().find(|x| x.0 == o).unwrap().1;
+        assert!(
+            (score(2) + 2.0).abs() < 1e-6,
+            "lowest in BM25 and absent from vectors"
+        );
+        assert!((score(1) - 0.0).abs() < 1e-6 && (score(3) - 0.0).abs() < 1e-6);
+        assert!(Z.fuse(&[], &[]).is_empty());
+        // One passage: z is 0 in both lists, the mean, which the client sees as 0.5.
+        let one = Z.fuse(&[(5, 2.0)], &[(5, 0.9)]);
+        assert!((Z.normalize(one[0].1) - 0.5).abs() < 1e-6);
+        assert!(Z.normalize(10.0) < 1.0 && Z.normalize(10.0) > Z.normalize(2.0));
     }
 }

@@ -1,8 +1,8 @@
 //! The one search entry point: a question in, the passages to ground the answer on out.
 //!
 //! Hybrid search takes the best `candidates` passages of each search (BM25 and dense), fuses
-//! them by reciprocal rank, and keeps the `top_k` best. Then the minimum-relevance rule drops
-//! every passage whose cosine with the question is under `min_relevance`: rank fusion always
+//! them (`fuse.rs`), and keeps the `top_k` best. Then the minimum-relevance rule drops
+//! every passage whose cosine with the question is under `min_relevance`: fusion always
 //! returns *something*, so without an absolute floor an off-topic question ("Quel temps fait-il
 //! à Lyon ?") would be answered from the least irrelevant passage. With no passage left, the
 //! pipeline says it does not know instead of letting the model invent. The cosine is the floor
@@ -63,8 +63,8 @@ impl Default for RetrievalSettings {
 pub struct Hit {
     /// Passage number in the index.
     pub ord: u32,
-    /// The method's own score: BM25 score, cosine, or the fused score divided by its maximum
-    /// (so in (0, 1], 1 meaning first in both lists).
+    /// The method's own score: BM25 score, cosine, or the fused score mapped into (0, 1]
+    /// ([`Fusion::normalize`]).
     pub score: f32,
     /// Cosine with the question, when a question vector was given.
     pub cosine: Option<f32>,
@@ -114,7 +114,6 @@ pub fn search(
             let depth = settings.candidates.max(settings.top_k);
             let lexical = index.bm25.search(question, depth)?;
             let dense = index.dense.search(v, depth);
-            let max = settings.fusion.max_score();
             settings
                 .fusion
                 .fuse(&lexical, &dense)
@@ -122,7 +121,7 @@ pub fn search(
                 .take(settings.top_k)
                 .map(|(ord, fused)| Hit {
                     ord,
-                    score: fused / max,
+                    score: settings.fusion.normalize(fused),
                     cosine: cosine(ord),
                 })
                 .collect()
@@ -252,8 +251,13 @@ mod tests {
     #[test]
     fn methods_and_the_floor() {
         let index = index();
+        // Reciprocal ranks: with a single BM25 match, z-scores see nothing stand out in that list.
         let settings = RetrievalSettings {
             top_k: 2,
+            fusion: Fusion {
+                method: crate::knowledge::fuse::FusionMethod::Rrf,
+                ..Fusion::default()
+            },
             ..RetrievalSettings::default()
         };
         let v = [0.6f32, 0.0, 0.8];
