@@ -51,7 +51,7 @@ impl Default for RetrievalSettings {
     fn default() -> Self {
         RetrievalSettings {
             top_k: 4,
-            candidates: 50,
+            candidates: 100,
             min_relevance: 0.84,
             fusion: Fusion::default(),
         }
