@@ -11,9 +11,10 @@
 //! - **content**: the same topic words (stemmed, stop words removed, near-synonyms of the
 //!   domain compared as one) and the same decisive interrogatives (quand, où, pourquoi,
 //!   combien). The new question may add a detail the cached one lacks (up to
-//!   `content_tolerance` of its topic words: "... sur le site ?"); the cached one may not add
-//!   any (its answer would be narrower than the question), so a word *replaced* by another is
-//!   never tolerated: that is how "perte"/"vol", "auto"/"habitation", "activer"/"désactiver"
+//!   `content_tolerance` of its topic words: "... sur le site ?"); the cached one may add one
+//!   only when the questions are very close (`narrower_tolerance` from `narrower_similarity`:
+//!   a left-out detail barely moves the embedding), never both at once, so a word *replaced*
+//!   by another is never tolerated: that is how "perte"/"vol", "auto"/"habitation", "activer"/"désactiver"
 //!   and "ajouter"/"supprimer" differ, and embeddings barely see it. The one exception is a
 //!   *substitution*: a word of the new question replaced by a word of the cached one whose
 //!   single-word embedding is very close ("couper"/"trancher", "femme"/"dame"), a few per
