@@ -11,18 +11,28 @@
 //! - **content**: the same topic words (stemmed, stop words removed, near-synonyms of the
 //!   domain compared as one) and the same decisive interrogatives (quand, où, pourquoi,
 //!   combien). The new question may add a detail the cached one lacks (up to
-//!   `content_tolerance` of its topic words: "... sur le site ?"); the cached one may not add
-//!   any (its answer would be narrower than the question), so a word *replaced* by another is
-//!   never tolerated: that is how "perte"/"vol", "auto"/"habitation", "activer"/"désactiver"
-//!   and "ajouter"/"supprimer" differ, and embeddings barely see it.
+//!   `content_tolerance` of its topic words: "... sur le site ?"); the cached one may add one
+//!   only when the questions are very close (`narrower_tolerance` from `narrower_similarity`:
+//!   a left-out detail barely moves the embedding), never both at once, so a word *replaced*
+//!   by another is never tolerated: that is how "perte"/"vol", "auto"/"habitation", "activer"/"désactiver"
+//!   and "ajouter"/"supprimer" differ, and embeddings barely see it. The one exception is a
+//!   *substitution*: a word of the new question replaced by a word of the cached one whose
+//!   single-word embedding is very close ("couper"/"trancher", "femme"/"dame"), a few per
+//!   question (`substitution_share`), never between names or numbers, never between a word and
+//!   its opposite by prefix ("activer"/"désactiver") or by the list of opposites
+//!   (`lexicon::ANTONYMS`: "acheter"/"vendre", "homme"/"femme", "anglais"/"espagnol").
+//!   The word similarities come from the caller ([`check_with`]): the guards stay pure, and
+//!   [`substitution_words`] says which few words are worth embedding.
 //!
 //! Each guard can be switched off for measurement (`libriassist eval cache` reports both).
 //! Every guard errs on the side of a miss: a false miss costs one generation, a false hit
 //! answers another question.
 
-use super::text::{stem, Analysis};
+use super::lexicon::{ANTONYMS, ANTONYM_PREFIXES};
+use super::text::{fold, stem, Analysis, Language};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +46,25 @@ pub struct GuardSettings {
     /// replaced (rounded down: with 0.25, a question needs four topic words before one may be
     /// missing). The cached question never has topic words the new one lacks.
     pub content_tolerance: f32,
+    /// Cosine similarity of the two questions from which `content_tolerance` applies (below
+    /// it, the new question may not add a topic word either).
+    pub tolerance_similarity: f32,
+    /// Fraction of the cached question's topic words the new one may lack (rounded down): the
+    /// new question leaves out a detail the cached one gives ("Un homme coupe un oignon ?" /
+    /// "... un oignon en tranches ?"). 0: the cached question is never narrower.
+    pub narrower_tolerance: f32,
+    /// Cosine similarity of the two questions from which `narrower_tolerance` and
+    /// substitutions apply: leaving out or rewording a mere detail barely moves the embedding,
+    /// changing the topic does.
+    pub narrower_similarity: f32,
+    /// Cosine between the single-word embeddings of two topic words above which one may stand
+    /// for the other (a word of the new question missing from the cached one, replaced there
+    /// by this one), when the questions are at least `narrower_similarity` apart. Above 1: no
+    /// substitution.
+    pub substitution_similarity: f32,
+    /// Fraction of the new question's topic words that may be substituted (rounded down; 0: no
+    /// substitution).
+    pub substitution_share: f32,
 }
 
 impl Default for GuardSettings {
@@ -47,9 +76,21 @@ impl Default for GuardSettings {
             names: true,
             content: true,
             content_tolerance: 0.25,
+            tolerance_similarity: DEFAULT_TOLERANCE_SIMILARITY,
+            narrower_tolerance: DEFAULT_NARROWER_TOLERANCE,
+            narrower_similarity: DEFAULT_NARROWER_SIMILARITY,
+            substitution_similarity: DEFAULT_SUBSTITUTION_SIMILARITY,
+            substitution_share: DEFAULT_SUBSTITUTION_SHARE,
         }
     }
 }
+
+/// See docs/EVALUATION.md ("Semantic cache").
+pub const DEFAULT_SUBSTITUTION_SIMILARITY: f32 = 0.84;
+pub const DEFAULT_SUBSTITUTION_SHARE: f32 = 0.5;
+pub const DEFAULT_TOLERANCE_SIMILARITY: f32 = 0.94;
+pub const DEFAULT_NARROWER_TOLERANCE: f32 = 0.34;
+pub const DEFAULT_NARROWER_SIMILARITY: f32 = 0.98;
 
 impl GuardSettings {
     /// Every guard off: the similarity threshold alone decides (for measurement only).
@@ -61,7 +102,17 @@ impl GuardSettings {
             names: false,
             content: false,
             content_tolerance: 0.0,
+            tolerance_similarity: 2.0,
+            narrower_tolerance: 0.0,
+            narrower_similarity: 2.0,
+            substitution_similarity: 2.0,
+            substitution_share: 0.0,
         }
+    }
+
+    /// Whether the content guard may accept substituted words at all.
+    pub fn substitutes(&self) -> bool {
+        self.content && self.substitution_share > 0.0 && self.substitution_similarity <= 1.0
     }
 }
 
@@ -96,11 +147,32 @@ impl Guard {
     }
 }
 
-/// Whether `new` may be answered with the answer cached for `cached`.
+/// Whether `new` may be answered with the answer cached for `cached` by their texts alone: no
+/// substitution (no word similarity known), the questions' own similarity taken as 1 (the
+/// most tolerant case).
 ///
 /// # Errors
 /// The first guard that refuses, in the order of [`Guard::ALL`].
 pub fn check(new: &Analysis, cached: &Analysis, settings: &GuardSettings) -> Result<(), Guard> {
+    check_with(new, cached, 1.0, settings, &|_, _| None)
+}
+
+/// The cosine of two single words' embeddings (lowercase words as written), if known.
+pub type WordSimilarity<'a> = &'a dyn Fn(&str, &str) -> Option<f32>;
+
+/// [`check`] knowing the cosine `similarity` of the two questions (the narrower tolerance
+/// applies only when it is high), the content guard also accepting substitutions of words
+/// whose similarity `words` knows and finds close enough.
+///
+/// # Errors
+/// The first guard that refuses, in the order of [`Guard::ALL`].
+pub fn check_with(
+    new: &Analysis,
+    cached: &Analysis,
+    similarity: f32,
+    settings: &GuardSettings,
+    words: WordSimilarity,
+) -> Result<(), Guard> {
     if settings.language && !same_language(new, cached) {
         return Err(Guard::Language);
     }
@@ -113,10 +185,114 @@ pub fn check(new: &Analysis, cached: &Analysis, settings: &GuardSettings) -> Res
     if settings.names && !(names_found(new, cached) && names_found(cached, new)) {
         return Err(Guard::Names);
     }
-    if settings.content && !same_topic(new, cached, settings.content_tolerance) {
+    if settings.content && !same_topic(new, cached, similarity, settings, words) {
         return Err(Guard::Content);
     }
     Ok(())
+}
+
+/// The words (as written) whose single-word similarities could turn a refusal of the content
+/// guard into a hit: the missing and extra topic words that may be substituted, none when
+/// substitutions could not make up the difference. Empty in the common cases (same topic
+/// words, or too many differences), so a caller embeds a handful of words at most.
+pub fn substitution_words(
+    new: &Analysis,
+    cached: &Analysis,
+    similarity: f32,
+    settings: &GuardSettings,
+) -> Vec<String> {
+    if !settings.substitutes()
+        || new.interrogatives != cached.interrogatives
+        || new.content.is_empty()
+        || cached.content.is_empty()
+    {
+        return Vec::new();
+    }
+    let d = Difference::of(new, cached);
+    let most = substitution_budget(new, settings)
+        .min(d.missing.len())
+        .min(d.extra.len());
+    let (missing, extra) = (d.missing.len() - most, d.extra.len() - most);
+    let possible = most > 0
+        && similarity >= settings.narrower_similarity
+        && ((extra == 0 && missing <= added_tolerated(new, similarity, settings))
+            || (missing == 0 && extra <= narrower_tolerated(cached, similarity, settings)));
+    if !possible {
+        return Vec::new();
+    }
+    let eligible = |a: &Analysis, w: &&str| substitutable(a, w).map(str::to_owned);
+    let mut out: Vec<String> = d
+        .missing
+        .iter()
+        .filter_map(|w| eligible(new, w))
+        .chain(d.extra.iter().filter_map(|w| eligible(cached, w)))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Topic words of one question without a relative in the other.
+struct Difference<'a> {
+    /// Of the new question, absent from the cached one.
+    missing: Vec<&'a str>,
+    /// Of the cached question, absent from the new one.
+    extra: Vec<&'a str>,
+}
+
+impl<'a> Difference<'a> {
+    fn of(new: &'a Analysis, cached: &'a Analysis) -> Self {
+        Difference {
+            missing: new
+                .content
+                .iter()
+                .filter(|w| !has_relative(&cached.content, w))
+                .map(String::as_str)
+                .collect(),
+            extra: cached
+                .content
+                .iter()
+                .filter(|w| !has_relative(&new.content, w))
+                .map(String::as_str)
+                .collect(),
+        }
+    }
+}
+
+fn added_tolerated(new: &Analysis, similarity: f32, settings: &GuardSettings) -> usize {
+    if similarity < settings.tolerance_similarity {
+        return 0;
+    }
+    missing_tolerated(new, settings.content_tolerance)
+}
+
+fn missing_tolerated(new: &Analysis, tolerance: f32) -> usize {
+    (new.content.len() as f32 * tolerance).floor() as usize
+}
+
+fn narrower_tolerated(cached: &Analysis, similarity: f32, settings: &GuardSettings) -> usize {
+    if similarity < settings.narrower_similarity {
+        return 0;
+    }
+    missing_tolerated(cached, settings.narrower_tolerance)
+}
+
+fn substitution_budget(new: &Analysis, settings: &GuardSettings) -> usize {
+    if !settings.substitutes() {
+        return 0;
+    }
+    (new.content.len() as f32 * settings.substitution_share).floor() as usize
+}
+
+/// The word as written if the topic word `key` of `a` may be substituted: not a name, not a
+/// number, not a one- or two-letter word.
+fn substitutable<'a>(a: &'a Analysis, key: &str) -> Option<&'a str> {
+    let word = a.surface.get(key)?;
+    let folded = fold(word);
+    let ok = folded.chars().count() >= 3
+        && !folded.chars().any(|c| c.is_ascii_digit())
+        && !a.names.contains(&folded);
+    ok.then_some(word.as_str())
 }
 
 /// Unknown language (no telling words) matches anything: short questions like "EPUB ?" have
@@ -135,7 +311,13 @@ fn names_found(a: &Analysis, b: &Analysis) -> bool {
         .all(|name| b.vocabulary.contains(name) || b.vocabulary.contains(&stem(name, b.language)))
 }
 
-fn same_topic(new: &Analysis, cached: &Analysis, tolerance: f32) -> bool {
+fn same_topic(
+    new: &Analysis,
+    cached: &Analysis,
+    similarity: f32,
+    settings: &GuardSettings,
+    words: WordSimilarity,
+) -> bool {
     if new.interrogatives != cached.interrogatives {
         return false;
     }
@@ -143,19 +325,134 @@ fn same_topic(new: &Analysis, cached: &Analysis, tolerance: f32) -> bool {
     if new.content.is_empty() || cached.content.is_empty() {
         return false;
     }
-    let missing = new
-        .content
-        .iter()
-        .filter(|w| !has_relative(&cached.content, w))
-        .count();
-    let extra = cached
-        .content
-        .iter()
-        .filter(|w| !has_relative(&new.content, w))
-        .count();
-    // The cached question may not be narrower than the new one (its answer would be about
-    // less than what is asked); the new one may add a detail within the tolerance.
-    extra == 0 && missing as f32 <= (new.content.len() as f32 * tolerance).floor()
+    let d = Difference::of(new, cached);
+    let tolerated = added_tolerated(new, similarity, settings);
+    let narrower = narrower_tolerated(cached, similarity, settings);
+    // One side may have a detail more than the other (the new question within `tolerated`,
+    // the cached one within `narrower`), never both: a word on each side is a replacement
+    // ("mariage"/"divorce", "auto"/"habitation"), accepted only as a close substitution.
+    let within = |missing: usize, extra: usize| {
+        (extra == 0 && missing <= tolerated) || (missing == 0 && extra <= narrower)
+    };
+    if within(d.missing.len(), d.extra.len()) {
+        return true;
+    }
+    if d.extra.is_empty() || d.missing.is_empty() {
+        return false;
+    }
+    let substituted = if similarity >= settings.narrower_similarity {
+        substitutions(new, cached, &d, settings, words)
+    } else {
+        0
+    };
+    within(d.missing.len() - substituted, d.extra.len() - substituted)
+}
+
+/// How many extra words of the cached question stand for missing words of the new one: pairs
+/// of words close enough, best first, each word used once, within the budget.
+fn substitutions(
+    new: &Analysis,
+    cached: &Analysis,
+    d: &Difference,
+    settings: &GuardSettings,
+    words: WordSimilarity,
+) -> usize {
+    let budget = substitution_budget(new, settings);
+    if budget == 0 {
+        return 0;
+    }
+    let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+    for (i, m) in d.missing.iter().enumerate() {
+        let Some(a) = substitutable(new, m) else {
+            continue;
+        };
+        for (j, e) in d.extra.iter().enumerate() {
+            let Some(b) = substitutable(cached, e) else {
+                continue;
+            };
+            if opposite(a, b, new.language, cached.language) {
+                continue;
+            }
+            if let Some(s) = words(a, b).filter(|s| *s >= settings.substitution_similarity) {
+                pairs.push((s, i, j));
+            }
+        }
+    }
+    pairs.sort_by(|x, y| y.0.total_cmp(&x.0));
+    let (mut used_missing, mut used_extra) =
+        (vec![false; d.missing.len()], vec![false; d.extra.len()]);
+    let mut n = 0;
+    for (_, i, j) in pairs {
+        if n == budget {
+            break;
+        }
+        if !used_missing[i] && !used_extra[j] {
+            used_missing[i] = true;
+            used_extra[j] = true;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Whether two words are opposites: one is the other with a negating prefix ("activer" /
+/// "désactiver"), or both belong to a set of opposites of the lexicon.
+pub fn opposite(a: &str, b: &str, la: Option<Language>, lb: Option<Language>) -> bool {
+    let forms = |w: &str, l: Option<Language>| [fold(w), stem(w, l)];
+    let (fa, fb) = (forms(a, la), forms(b, lb));
+    for x in &fa {
+        for y in &fb {
+            if prefixed_opposite(x, y) || prefixed_opposite(y, x) {
+                return true;
+            }
+        }
+    }
+    let groups = antonym_groups();
+    let of = |forms: &[String; 2], w: &str| -> Vec<usize> {
+        let mut ids: Vec<usize> = forms
+            .iter()
+            .map(String::as_str)
+            .chain([stem(w, Some(Language::English)).as_str()])
+            .filter_map(|f| groups.get(f))
+            .flatten()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let (ga, gb) = (of(&fa, a), of(&fb, b));
+    ga.iter().any(|g| gb.contains(g))
+}
+
+fn prefixed_opposite(long: &str, short: &str) -> bool {
+    short.chars().count() >= 3
+        && ANTONYM_PREFIXES
+            .iter()
+            .any(|p| long.strip_prefix(fold(p).as_str()) == Some(short))
+}
+
+/// Folded word and stem -> the sets of opposites it belongs to.
+fn antonym_groups() -> &'static HashMap<String, Vec<usize>> {
+    static GROUPS: OnceLock<HashMap<String, Vec<usize>>> = OnceLock::new();
+    GROUPS.get_or_init(|| {
+        let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+        for (id, group) in ANTONYMS.iter().enumerate() {
+            for w in *group {
+                for form in [
+                    fold(w),
+                    stem(w, Some(Language::French)),
+                    stem(w, Some(Language::English)),
+                ] {
+                    let ids = map.entry(form).or_default();
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        map
+    })
 }
 
 /// The same word family: equal stems, or one stem extending the other by a short suffix the
@@ -343,10 +640,21 @@ mod tests {
             Ok(()),
             "a detail more than the cached question"
         );
+        let none = |_: &str, _: &str| None;
         assert_eq!(
-            check(&short, &long, &GuardSettings::default()),
+            check_with(&short, &long, 0.95, &GuardSettings::default(), &none),
             Err(Guard::Content),
-            "the cached answer is narrower"
+            "the cached answer is narrower, and the questions not close enough to call it a detail"
+        );
+        assert_eq!(
+            check_with(&short, &long, 0.99, &GuardSettings::default(), &none),
+            Ok(()),
+            "a detail less than the cached question, the questions very close"
+        );
+        assert_eq!(
+            check_with(&long, &short, 0.93, &GuardSettings::default(), &none),
+            Err(Guard::Content),
+            "below tolerance_similarity the new question may not add a word either"
         );
         let strict = GuardSettings {
             content_tolerance: 0.0,
@@ -407,6 +715,102 @@ mod tests {
             let _ = check(&x, &y, &GuardSettings::default());
             let _ = check(&y, &x, &GuardSettings { content_tolerance: 0.99, ..GuardSettings::default() });
         }
+    }
+
+    fn close(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str, &str) -> Option<f32> {
+        move |a, b| {
+            let hit = pairs
+                .iter()
+                .any(|(x, y)| (*x == a && *y == b) || (*x == b && *y == a));
+            Some(if hit { 0.95 } else { 0.5 })
+        }
+    }
+
+    #[test]
+    fn a_close_word_may_stand_for_another_when_the_questions_are_very_close() {
+        let new = Analysis::of("La dame casse des œufs dans un bol.");
+        let cached = Analysis::of("La femme casse des œufs dans un bol.");
+        let s = GuardSettings::default();
+        let words = close(&[("dame", "femme")]);
+        assert_eq!(check(&new, &cached, &s), Err(Guard::Content));
+        assert_eq!(
+            substitution_words(&new, &cached, 0.99, &s),
+            ["dame", "femme"]
+        );
+        assert_eq!(check_with(&new, &cached, 0.99, &s, &words), Ok(()));
+        assert_eq!(
+            check_with(&new, &cached, 0.95, &s, &words),
+            Err(Guard::Content),
+            "not below narrower_similarity"
+        );
+        assert!(substitution_words(&new, &cached, 0.95, &s).is_empty());
+        let off = GuardSettings {
+            substitution_share: 0.0,
+            ..GuardSettings::default()
+        };
+        assert_eq!(
+            check_with(&new, &cached, 0.99, &off, &words),
+            Err(Guard::Content)
+        );
+    }
+
+    #[test]
+    fn opposites_never_stand_for_one_another() {
+        let everything_close = |_: &str, _: &str| Some(0.99);
+        let s = GuardSettings::default();
+        for (a, b) in [
+            (
+                "Comment activer les notifications du compte ?",
+                "Comment désactiver les notifications du compte ?",
+            ),
+            (
+                "Comment me connecter à mon compte client ?",
+                "Comment me déconnecter de mon compte client ?",
+            ),
+            (
+                "Comment acheter un livre d'occasion en ligne ?",
+                "Comment vendre un livre d'occasion en ligne ?",
+            ),
+            (
+                "Un homme joue de la guitare sur scène.",
+                "Une femme joue de la guitare sur scène.",
+            ),
+            (
+                "Avez-vous des romans en anglais ?",
+                "Avez-vous des romans en espagnol ?",
+            ),
+            (
+                "Comment ouvrir un compte client ?",
+                "Comment fermer un compte client ?",
+            ),
+        ] {
+            let (x, y) = (Analysis::of(a), Analysis::of(b));
+            assert_eq!(
+                check_with(&x, &y, 0.999, &s, &everything_close),
+                Err(Guard::Content),
+                "{a} / {b}"
+            );
+        }
+        assert!(opposite("activer", "désactivez", None, None));
+        assert!(opposite("achète", "vendre", None, None));
+        assert!(!opposite("dame", "femme", None, None));
+    }
+
+    #[test]
+    fn names_and_numbers_are_never_substituted() {
+        let everything_close = |_: &str, _: &str| Some(0.99);
+        let s = GuardSettings {
+            names: false,
+            ..GuardSettings::default()
+        };
+        let (x, y) = (
+            Analysis::of("Livrez-vous les romans à Lyon ce mois-ci ?"),
+            Analysis::of("Livrez-vous les romans à Lille ce mois-ci ?"),
+        );
+        assert_eq!(
+            check_with(&x, &y, 0.999, &s, &everything_close),
+            Err(Guard::Content)
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ const BLOCKING_SEARCH_ABOVE: usize = 10_000;
 const STREAM_MAX_LEN: usize = 10_000;
 /// Recent hits kept for the admin stats: what an operator reads to audit false hits.
 const RECENT_HITS: usize = 50;
+/// Single-word vectors kept for the content guard's substitutions (a few KiB each); the cache
+/// is emptied when full.
+const WORD_VECTORS: usize = 20_000;
 
 #[derive(Debug, Clone)]
 pub struct SemanticSettings {
@@ -136,6 +139,7 @@ pub(super) struct Inner {
     exact: Arc<ExactCache>,
     counters: Counters,
     recent: Mutex<VecDeque<RecentHit>>,
+    words: Mutex<HashMap<String, Arc<Vec<f32>>>>,
 }
 
 /// Scopes are interned as small numbers for the index.
@@ -222,6 +226,7 @@ impl SemanticCache {
             exact,
             counters: Counters::default(),
             recent: Mutex::new(VecDeque::new()),
+            words: Mutex::new(HashMap::new()),
         });
         if inner.redis.is_some() {
             sync::spawn_reader(Arc::downgrade(&inner));
@@ -265,7 +270,7 @@ impl SemanticCache {
         let new = Analysis::of(question);
         for candidate in neighbours {
             let cached = Analysis::of(&candidate.entry.question);
-            if let Err(guard) = guards::check(&new, &cached, &inner.settings.guards) {
+            if let Err(guard) = inner.check(&new, &cached, candidate.similarity).await {
                 inner.rejected(guard, question, &candidate);
                 continue;
             }
@@ -446,6 +451,46 @@ impl Inner {
         tokio::task::spawn_blocking(move || inner.read_index().search(scope_id, &vector, k, min))
             .await
             .unwrap_or_default()
+    }
+
+    /// The guards, with the single-word vectors a substitution needs: only computed when the
+    /// content guard alone refuses and a substitution could change that (a few words, each
+    /// embedded once and then cached).
+    async fn check(&self, new: &Analysis, cached: &Analysis, similarity: f32) -> Result<(), Guard> {
+        let settings = &self.settings.guards;
+        let verdict = guards::check_with(new, cached, similarity, settings, &|_, _| None);
+        if verdict != Err(Guard::Content) {
+            return verdict;
+        }
+        let words = guards::substitution_words(new, cached, similarity, settings);
+        if words.is_empty() {
+            return verdict;
+        }
+        let mut vectors: HashMap<String, Arc<Vec<f32>>> = HashMap::new();
+        for word in words {
+            match self.word_vector(&word).await {
+                Some(v) => {
+                    vectors.insert(word, v);
+                }
+                None => return verdict,
+            }
+        }
+        guards::check_with(new, cached, similarity, settings, &|a, b| {
+            Some(super::index::dot(vectors.get(a)?, vectors.get(b)?))
+        })
+    }
+
+    async fn word_vector(&self, word: &str) -> Option<Arc<Vec<f32>>> {
+        if let Some(v) = lock(&self.words).get(word) {
+            return Some(Arc::clone(v));
+        }
+        let v = Arc::new(self.embedder.embed(word).await.ok()?);
+        let mut words = lock(&self.words);
+        if words.len() >= WORD_VECTORS {
+            words.clear();
+        }
+        words.insert(word.to_owned(), Arc::clone(&v));
+        Some(v)
     }
 
     fn rejected(&self, guard: Guard, question: &str, candidate: &Neighbour) {

@@ -135,8 +135,26 @@ impl CacheConfig {
         if s.candidates == 0 {
             return Err("cache.semantic.candidates must be at least 1".into());
         }
-        if !(0.0..1.0).contains(&s.guards.content_tolerance) {
-            return Err("cache.semantic.guards.content_tolerance must be in [0, 1)".into());
+        let g = &s.guards;
+        for (name, value) in [
+            ("content_tolerance", g.content_tolerance),
+            ("narrower_tolerance", g.narrower_tolerance),
+            ("substitution_share", g.substitution_share),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(format!("cache.semantic.guards.{name} must be in [0, 1)"));
+            }
+        }
+        for (name, value) in [
+            ("tolerance_similarity", g.tolerance_similarity),
+            ("narrower_similarity", g.narrower_similarity),
+            ("substitution_similarity", g.substitution_similarity),
+        ] {
+            if !(0.0..=2.0).contains(&value) {
+                return Err(format!(
+                    "cache.semantic.guards.{name} must be in [0, 2] (above 1: never)"
+                ));
+            }
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use super::lexicon::{
     STORE_OFFER_VERBS, SYNONYMS,
 };
 use rust_stemmers::{Algorithm, Stemmer};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +222,9 @@ pub struct Analysis {
     pub vocabulary: BTreeSet<String>,
     /// Stems of the words that carry the topic.
     pub content: BTreeSet<String>,
+    /// Each topic word as written (lowercase, accents kept), by its stem in `content`: what a
+    /// single-word embedding is computed from when the content guard weighs a substitution.
+    pub surface: BTreeMap<String, String>,
     /// `quand`, `où`, `pourquoi`, `combien` and their English counterparts.
     pub interrogatives: BTreeSet<String>,
 }
@@ -250,9 +253,11 @@ impl Analysis {
         let mut names = BTreeSet::new();
         let mut vocabulary = BTreeSet::new();
         let mut content = BTreeSet::new();
+        let mut surface = BTreeMap::new();
         let mut interrogatives = BTreeSet::new();
         let delay = topic(lex, "delai", &stem("délai", Some(Language::French)));
         let price = topic(lex, "prix", &stem("prix", Some(Language::French)));
+        let modify = topic(lex, "modifier", &stem("modifier", Some(Language::French)));
         for (i, t) in tokens.iter().enumerate() {
             let word_stem = stem(&t.original, language);
             vocabulary.insert(t.folded.clone());
@@ -270,6 +275,33 @@ impl Analysis {
                 && tokens[i - 2].folded == "combien"
                 && tokens[i - 1].folded == "de"
             {
+                continue;
+            }
+            // "mettre à jour" is "modifier" ("Comment mettre à jour mon adresse ?").
+            let update = |j: usize| {
+                tokens.get(j).is_some_and(|t| t.folded.starts_with("met"))
+                    && tokens.get(j + 1).is_some_and(|t| t.folded == "a")
+                    && tokens.get(j + 2).is_some_and(|t| t.folded == "jour")
+            };
+            if update(i) {
+                content.insert(modify.clone());
+                surface
+                    .entry(modify.clone())
+                    .or_insert_with(|| "modifier".to_owned());
+                continue;
+            }
+            if i >= 2 && update(i - 2) {
+                continue;
+            }
+            // "être en train de" only marks the progressive: "il est en train de couper" says
+            // what "il coupe" says.
+            let progressive = t.folded == "train"
+                && i >= 1
+                && tokens[i - 1].folded == "en"
+                && tokens
+                    .get(i + 1)
+                    .is_some_and(|n| matches!(n.folded.as_str(), "de" | "d"));
+            if progressive {
                 continue;
             }
             let lower = t.original.to_lowercase();
@@ -296,7 +328,9 @@ impl Analysis {
             }
             // One-letter leftovers ("e" of "e-book") carry nothing.
             if t.folded.chars().count() > 1 {
-                content.insert(topic(lex, &t.folded, &word_stem));
+                let key = topic(lex, &t.folded, &word_stem);
+                surface.entry(key.clone()).or_insert_with(|| lower.clone());
+                content.insert(key);
             }
         }
         // "Combien coûte ... ?" asks for a price, as "Quel est le prix ... ?" does.
@@ -310,6 +344,7 @@ impl Analysis {
             names,
             vocabulary,
             content,
+            surface,
             interrogatives,
         }
     }

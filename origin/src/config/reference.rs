@@ -73,7 +73,27 @@ const FILE_ONLY: &[(&str, &str)] = &[
     ),
     (
         "cache.semantic.guards.content_tolerance",
-        "Fraction of topic words that may differ under the content guard",
+        "Fraction of the new question's topic words the cached one may lack",
+    ),
+    (
+        "cache.semantic.guards.tolerance_similarity",
+        "Question similarity from which content_tolerance applies",
+    ),
+    (
+        "cache.semantic.guards.narrower_tolerance",
+        "Fraction of the cached question's topic words the new one may lack",
+    ),
+    (
+        "cache.semantic.guards.narrower_similarity",
+        "Question similarity from which narrower_tolerance and substitutions apply",
+    ),
+    (
+        "cache.semantic.guards.substitution_similarity",
+        "Single-word similarity from which a topic word may stand for another (above 1: never)",
+    ),
+    (
+        "cache.semantic.guards.substitution_share",
+        "Fraction of the new question's topic words that may be substituted",
     ),
     (
         "index.candidates",

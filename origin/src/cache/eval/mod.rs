@@ -44,6 +44,24 @@ pub struct EvalCacheArgs {
     /// every text takes minutes, re-checking the guards takes seconds.
     #[arg(long)]
     pub vectors: Option<PathBuf>,
+    /// Word similarity above which the content guard accepts a substituted word (main tables).
+    #[arg(long, default_value_t = guards::DEFAULT_SUBSTITUTION_SIMILARITY)]
+    pub substitution_similarity: f32,
+    /// Share of a question's topic words that may be substituted (main tables; 0: none).
+    #[arg(long, default_value_t = guards::DEFAULT_SUBSTITUTION_SHARE)]
+    pub substitution_share: f32,
+    /// Share of the cached question's topic words the new one may lack (main tables).
+    #[arg(long, default_value_t = guards::DEFAULT_NARROWER_TOLERANCE)]
+    pub narrower_tolerance: f32,
+    /// Similarity from which the content tolerance applies (main tables).
+    #[arg(long, default_value_t = guards::DEFAULT_TOLERANCE_SIMILARITY)]
+    pub tolerance_similarity: f32,
+    /// Similarity from which the narrower tolerance applies (main tables).
+    #[arg(long, default_value_t = guards::DEFAULT_NARROWER_SIMILARITY)]
+    pub narrower_similarity: f32,
+    /// Share of the new question's topic words the cached one may lack (main tables).
+    #[arg(long, default_value_t = GuardSettings::default().content_tolerance)]
+    pub content_tolerance: f32,
 }
 
 /// Candidates tried per question in the nearest-neighbour protocol, as the cache's default.
@@ -61,6 +79,22 @@ impl Vectors {
     fn similarity(&self, a: &str, b: &str) -> f32 {
         dot(self.get(a), self.get(b))
     }
+
+    /// Single-word similarity for the content guard's substitutions (words embedded as queries,
+    /// as the cache embeds them).
+    fn word_similarity(&self, a: &str, b: &str) -> Option<f32> {
+        Some(dot(self.0.get(a)?, self.0.get(b)?))
+    }
+
+    fn verdict(
+        &self,
+        (new, new_text): (&Analysis, &str),
+        (cached, cached_text): (&Analysis, &str),
+        g: &GuardSettings,
+    ) -> Result<(), Guard> {
+        let s = self.similarity(new_text, cached_text);
+        guards::check_with(new, cached, s, g, &|a, b| self.word_similarity(a, b))
+    }
 }
 
 /// Whether `new` would be served the answer cached for `cached`.
@@ -74,7 +108,39 @@ fn hit(
     if vectors.similarity(cached, new) < threshold {
         return false;
     }
-    guards.is_none_or(|g| guards::check(&Analysis::of(new), &Analysis::of(cached), g).is_ok())
+    guards.is_none_or(|g| {
+        vectors
+            .verdict(
+                (&Analysis::of(new), new),
+                (&Analysis::of(cached), cached),
+                g,
+            )
+            .is_ok()
+    })
+}
+
+/// Every word whose single-word vector a guarded comparison of these pairs may ask for.
+fn substitution_words<'a>(
+    vectors: &Vectors,
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<String> {
+    let widest = GuardSettings {
+        substitution_similarity: 0.0,
+        substitution_share: 1.0,
+        content_tolerance: 0.5,
+        narrower_tolerance: 0.5,
+        narrower_similarity: 0.0,
+        ..GuardSettings::default()
+    };
+    let mut out: Vec<String> = pairs
+        .flat_map(|(cached, new)| {
+            let s = vectors.similarity(new, cached);
+            guards::substitution_words(&Analysis::of(new), &Analysis::of(cached), s, &widest)
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn rate(pairs: &[Pair], f: impl Fn(&Pair) -> bool) -> f64 {
@@ -122,9 +188,13 @@ fn nearest(
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
         candidates.truncate(CANDIDATES);
         let new = Analysis::of(query);
-        let found = candidates
-            .into_iter()
-            .find(|(_, i)| guards.is_none_or(|g| guards::check(&new, &analyses[*i], g).is_ok()));
+        let found = candidates.into_iter().find(|(_, i)| {
+            guards.is_none_or(|g| {
+                vectors
+                    .verdict((&new, query), (&analyses[*i], &entries[*i]), g)
+                    .is_ok()
+            })
+        });
         match found {
             Some((_, i)) if expected.contains(&i) => out.correct += 1,
             Some(_) => out.wrong += 1,
@@ -151,6 +221,29 @@ async fn embed_all(embedder: &Embedder, texts: Vec<String>) -> Result<Vectors, S
         }
     }
     Ok(Vectors(map))
+}
+
+/// (cached, asked) pairs of every question of `entries` with its nearest others above
+/// `threshold`, as the nearest-neighbour protocol tries them.
+fn neighbour_pairs(vectors: &Vectors, entries: &[String], threshold: f32) -> Vec<Pair> {
+    let mut out = Vec::new();
+    for query in entries {
+        let q = vectors.get(query);
+        let mut candidates: Vec<(f32, &String)> = entries
+            .iter()
+            .filter(|e| *e != query)
+            .map(|e| (dot(q, vectors.get(e)), e))
+            .filter(|(s, _)| *s >= threshold)
+            .collect();
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        candidates.truncate(CANDIDATES);
+        out.extend(
+            candidates
+                .into_iter()
+                .map(|(_, e)| (e.clone(), query.clone())),
+        );
+    }
+    out
 }
 
 /// The bookstore groups as pairs: the first question of a group cached, each other one asked,
@@ -255,13 +348,56 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
     );
     let Vectors(mut vectors) = embed_all(&embedder, todo).await?;
     vectors.extend(saved);
+    // The single words the content guard may weigh as substitutions: those of the pairs and of
+    // the nearest neighbours above the lowest threshold of the sweep.
+    let lowest = SWEEP[0].min(t);
+    let near = {
+        let v = Vectors(std::mem::take(&mut vectors));
+        let near = neighbour_pairs(&v, &sp_questions, lowest);
+        vectors = v.0;
+        near
+    };
+    let heads_list: Vec<&str> = handwritten::BOOKSTORE_GROUPS.iter().map(|g| g[0]).collect();
+    let words: Vec<String> = substitution_words(
+        &Vectors(vectors.clone()),
+        sets.iter()
+            .flat_map(|s| s.paraphrases.iter().chain(&s.others))
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .chain(near.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+            .chain(
+                handwritten::SERVICE_PUBLIC_PARAPHRASES
+                    .iter()
+                    .flat_map(|(_, p)| sp_questions.iter().map(move |q| (q.as_str(), *p))),
+            )
+            .chain(handwritten::BOOKSTORE_GROUPS.iter().flat_map(|g| {
+                heads_list
+                    .iter()
+                    .flat_map(move |h| g[1..].iter().map(move |q| (*h, *q)))
+            })),
+    )
+    .into_iter()
+    .filter(|w| !vectors.contains_key(w))
+    .collect();
+    if !words.is_empty() {
+        eprintln!("embedding {} single words", words.len());
+        let Vectors(more) = embed_all(&embedder, words).await?;
+        vectors.extend(more);
+    }
     if let Some(path) = &args.vectors {
         let json = serde_json::to_string(&vectors).map_err(|e| e.to_string())?;
         std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let vectors = Vectors(vectors);
 
-    let guards = GuardSettings::default();
+    let guards = GuardSettings {
+        substitution_similarity: args.substitution_similarity,
+        substitution_share: args.substitution_share,
+        narrower_tolerance: args.narrower_tolerance,
+        narrower_similarity: args.narrower_similarity,
+        tolerance_similarity: args.tolerance_similarity,
+        content_tolerance: args.content_tolerance,
+        ..GuardSettings::default()
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -420,6 +556,13 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
         variants.push((format!("all but {}", guard.as_str()), s));
     }
     variants.push((
+        "no substitutions".into(),
+        GuardSettings {
+            substitution_share: 0.0,
+            ..guards.clone()
+        },
+    ));
+    variants.push((
         "content tolerance 0".into(),
         GuardSettings {
             content_tolerance: 0.0,
@@ -453,7 +596,11 @@ pub async fn run(args: &EvalCacheArgs) -> Result<String, String> {
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (cached, new, kind) in handwritten::ADVERSARIAL {
         let s = vectors.similarity(cached, new);
-        let verdict = guards::check(&Analysis::of(new), &Analysis::of(cached), &guards);
+        let verdict = vectors.verdict(
+            (&Analysis::of(new), new),
+            (&Analysis::of(cached), cached),
+            &guards,
+        );
         let unguarded = if s >= t { "**hit**" } else { "miss" };
         let guarded = match verdict {
             Err(g) => format!("miss ({})", g.as_str()),
@@ -501,8 +648,28 @@ fn details(
     t: f32,
     guards: &GuardSettings,
 ) {
-    let verdict =
-        |cached: &str, new: &str| guards::check(&Analysis::of(new), &Analysis::of(cached), guards);
+    let verdict = |cached: &str, new: &str| {
+        vectors.verdict(
+            (&Analysis::of(new), new),
+            (&Analysis::of(cached), cached),
+            guards,
+        )
+    };
+    let words = |cached: &str, new: &str| {
+        let (n, c) = (Analysis::of(new), Analysis::of(cached));
+        let only = |a: &Analysis, b: &Analysis| -> Vec<String> {
+            a.content
+                .iter()
+                .filter(|w| !b.content.contains(*w))
+                .map(|w| a.surface.get(w).cloned().unwrap_or_else(|| w.clone()))
+                .collect()
+        };
+        format!(
+            " [asked only: {:?}; cached only: {:?}]",
+            only(&n, &c),
+            only(&c, &n)
+        )
+    };
     for set in sets {
         let _ = writeln!(out, "\n#### {}: false hits\n", set.name);
         for (a, b) in set
@@ -510,7 +677,12 @@ fn details(
             .iter()
             .filter(|(a, b)| hit(vectors, a, b, t, Some(guards)))
         {
-            let _ = writeln!(out, "- {:.3} `{a}` / `{b}`", vectors.similarity(a, b));
+            let _ = writeln!(
+                out,
+                "- {:.3} `{a}` / `{b}`{}",
+                vectors.similarity(a, b),
+                words(a, b)
+            );
         }
         let _ = writeln!(out, "\n#### {}: paraphrase misses\n", set.name);
         for (a, b) in set
@@ -518,13 +690,14 @@ fn details(
             .iter()
             .filter(|(a, b)| !hit(vectors, a, b, t, Some(guards)))
         {
-            let why = match verdict(a, b) {
-                Err(g) => g.as_str(),
-                Ok(()) => "threshold",
+            let (why, diff) = match verdict(a, b) {
+                Err(Guard::Content) => ("content", words(a, b)),
+                Err(g) => (g.as_str(), String::new()),
+                Ok(()) => ("threshold", String::new()),
             };
             let _ = writeln!(
                 out,
-                "- {:.3} {why}: `{a}` / `{b}`",
+                "- {:.3} {why}: `{a}` / `{b}`{diff}",
                 vectors.similarity(a, b)
             );
         }
@@ -550,9 +723,11 @@ fn details(
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
             candidates.truncate(CANDIDATES);
             let new = Analysis::of(query);
-            let found = candidates
-                .iter()
-                .find(|(_, i)| guards::check(&new, &analyses[*i], guards).is_ok());
+            let found = candidates.iter().find(|(_, i)| {
+                vectors
+                    .verdict((&new, query), (&analyses[*i], &entries[*i]), guards)
+                    .is_ok()
+            });
             match found {
                 Some((s, i)) if !expected.contains(i) => {
                     let _ = writeln!(out, "- WRONG {s:.3} `{query}` -> `{}`", entries[*i]);
@@ -561,7 +736,8 @@ fn details(
                     let best = candidates.first().map_or(
                         String::from("nothing above the threshold"),
                         |(s, i)| {
-                            let why = guards::check(&new, &analyses[*i], guards)
+                            let why = vectors
+                                .verdict((&new, query), (&analyses[*i], &entries[*i]), guards)
                                 .err()
                                 .map_or("", |g| g.as_str());
                             format!("{s:.3} {why} `{}`", entries[*i])
