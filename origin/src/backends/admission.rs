@@ -1,11 +1,13 @@
-//! The admission queue: requests that found every slot busy wait here in arrival order, up to a
-//! bound. Beyond the bound a request is refused at once (503) rather than waiting minutes: a
+//! The admission queue: requests that found every slot busy wait here, oldest request first, up
+//! to a bound. "Oldest" is when the request first asked for a slot: one retried after a backend
+//! failed under it goes back to its place, not to the end of the line. Beyond the bound a request is refused at once (503) rather than waiting minutes: a
 //! customer would rather be told to retry than watch a spinner.
 //!
 //! The queue only stores waiters and hands out grants; the pool decides, under its lock, which
 //! backend a waiter gets. A grant that finds its waiter gone (the client left) is handed back.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// What a waiter receives: the index of the backend whose slot was reserved for it, or why it
@@ -23,6 +25,8 @@ pub struct Full;
 
 struct Waiter {
     id: u64,
+    /// When the request first asked for a slot; the line is ordered by it.
+    since: Instant,
     /// Backends this request already failed on; it is not sent back to them.
     exclude: Vec<usize>,
     tx: oneshot::Sender<Grant>,
@@ -58,21 +62,35 @@ impl Queue {
         self.waiters.is_empty()
     }
 
-    /// Joins the end of the line.
+    /// When the request at the head of the line first asked for a slot.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.waiters.front().map(|w| w.since)
+    }
+
+    /// Joins the line behind every request that asked before `since`.
     ///
     /// # Errors
     /// [`Full`] when `max` requests already wait.
-    pub fn push(&mut self, exclude: Vec<usize>) -> Result<(u64, oneshot::Receiver<Grant>), Full> {
+    pub fn push(
+        &mut self,
+        exclude: Vec<usize>,
+        since: Instant,
+    ) -> Result<(u64, oneshot::Receiver<Grant>), Full> {
         if self.waiters.len() >= self.max {
             return Err(Full);
         }
         let (tx, rx) = oneshot::channel();
         self.next_id += 1;
-        self.waiters.push_back(Waiter {
-            id: self.next_id,
-            exclude,
-            tx,
-        });
+        let at = self.waiters.partition_point(|w| w.since <= since);
+        self.waiters.insert(
+            at,
+            Waiter {
+                id: self.next_id,
+                since,
+                exclude,
+                tx,
+            },
+        );
         Ok((self.next_id, rx))
     }
 
@@ -88,11 +106,14 @@ impl Queue {
     /// allowed on a backend it has excluded. Returns the grants whose waiter had gone, for the
     /// caller to release.
     #[must_use]
-    pub fn dispatch(&mut self, mut decide: impl FnMut(&[usize]) -> Decision) -> Vec<usize> {
+    pub fn dispatch(
+        &mut self,
+        mut decide: impl FnMut(&[usize], Instant) -> Decision,
+    ) -> Vec<usize> {
         let mut undone = Vec::new();
         let mut i = 0;
         while i < self.waiters.len() {
-            match decide(&self.waiters[i].exclude) {
+            match decide(&self.waiters[i].exclude, self.waiters[i].since) {
                 Decision::Wait => i += 1,
                 Decision::Grant(index) => {
                     if let Some(w) = self.waiters.remove(i) {
@@ -119,11 +140,11 @@ mod tests {
     #[test]
     fn bounded_and_fifo() {
         let mut q = Queue::new(2);
-        let (_, mut first) = q.push(vec![]).unwrap();
-        let (_, mut second) = q.push(vec![]).unwrap();
-        assert_eq!(q.push(vec![]).unwrap_err(), Full);
+        let (_, mut first) = q.push(vec![], Instant::now()).unwrap();
+        let (_, mut second) = q.push(vec![], Instant::now()).unwrap();
+        assert_eq!(q.push(vec![], Instant::now()).unwrap_err(), Full);
         let mut free = 1;
-        let undone = q.dispatch(|_| {
+        let undone = q.dispatch(|_, _| {
             if free > 0 {
                 free -= 1;
                 Decision::Grant(7)
@@ -140,9 +161,9 @@ mod tests {
     #[test]
     fn a_waiter_that_excludes_the_free_backend_does_not_block_the_line() {
         let mut q = Queue::new(4);
-        let (_, mut picky) = q.push(vec![0]).unwrap();
-        let (_, mut other) = q.push(vec![]).unwrap();
-        let _ = q.dispatch(|ex| {
+        let (_, mut picky) = q.push(vec![0], Instant::now()).unwrap();
+        let (_, mut other) = q.push(vec![], Instant::now()).unwrap();
+        let _ = q.dispatch(|ex, _| {
             if ex.contains(&0) {
                 Decision::Wait
             } else {
@@ -156,20 +177,40 @@ mod tests {
     #[test]
     fn grants_to_departed_waiters_are_undone() {
         let mut q = Queue::new(4);
-        let (_, rx) = q.push(vec![]).unwrap();
+        let (_, rx) = q.push(vec![], Instant::now()).unwrap();
         drop(rx);
-        assert_eq!(q.dispatch(|_| Decision::Grant(3)), [3]);
+        assert_eq!(q.dispatch(|_, _| Decision::Grant(3)), [3]);
         assert!(q.is_empty());
     }
 
     #[test]
     fn remove_and_refuse() {
         let mut q = Queue::new(4);
-        let (id, _rx) = q.push(vec![]).unwrap();
+        let (id, _rx) = q.push(vec![], Instant::now()).unwrap();
         assert!(q.remove(id));
         assert!(!q.remove(id));
-        let (_, mut rx) = q.push(vec![]).unwrap();
-        let _ = q.dispatch(|_| Decision::Refuse(Refusal::NoBackend));
+        let (_, mut rx) = q.push(vec![], Instant::now()).unwrap();
+        let _ = q.dispatch(|_, _| Decision::Refuse(Refusal::NoBackend));
         assert_eq!(rx.try_recv().unwrap(), Err(Refusal::NoBackend));
+    }
+
+    #[test]
+    fn a_retried_request_goes_back_to_its_place() {
+        let mut q = Queue::new(4);
+        let first_asked = Instant::now();
+        let later = first_asked + std::time::Duration::from_millis(5);
+        let (_, mut newer) = q.push(vec![], later).unwrap();
+        let (_, mut retried) = q.push(vec![2], first_asked).unwrap();
+        assert_eq!(q.oldest(), Some(first_asked));
+        let mut free = 1;
+        let _ = q.dispatch(|_, _| {
+            if std::mem::take(&mut free) == 1 {
+                Decision::Grant(1)
+            } else {
+                Decision::Wait
+            }
+        });
+        assert_eq!(retried.try_recv().unwrap(), Ok(1));
+        assert!(newer.try_recv().is_err(), "the newer request waits");
     }
 }

@@ -97,9 +97,21 @@ struct Slot {
     retired: bool,
 }
 
-/// The in-flight counts one other origin reported, by backend URL, until they expire.
+/// What one origin tells the others: its in-flight generations per backend URL, and since when
+/// the oldest request in its queue has waited for a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Load {
+    pub in_flight: BTreeMap<String, usize>,
+    pub oldest_waiting: Option<Instant>,
+}
+
+/// A free slot goes to the oldest waiting request of all origins; within this margin (the time a
+/// report takes to arrive) two heads of line count as equally old and both may take slots.
+const YIELD_MARGIN: Duration = Duration::from_millis(20);
+
+/// The load one other origin reported, until it expires.
 struct PeerLoad {
-    in_flight: BTreeMap<String, usize>,
+    load: Load,
     expires: Instant,
 }
 
@@ -111,6 +123,8 @@ struct State {
     picks: u64,
     /// By origin id.
     peers: HashMap<String, PeerLoad>,
+    /// The oldest request waiting in another origin's queue.
+    oldest_elsewhere: Option<Instant>,
 }
 
 struct Inner {
@@ -195,6 +209,7 @@ impl Pool {
             queue: Queue::new(settings.queue_max),
             picks: 0,
             peers: HashMap::new(),
+            oldest_elsewhere: None,
         };
         let pool = Pool {
             inner: Arc::new(Inner {
@@ -332,7 +347,7 @@ impl Pool {
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error = None;
         while tried.len() < self.inner.settings.max_attempts {
-            let mut lease = match self.acquire(&tried).await {
+            let mut lease = match self.acquire(&tried, started).await {
                 Ok(lease) => lease,
                 Err(PoolError::NoBackend) if last_error.is_some() => break,
                 Err(e) => return Err(e),
@@ -381,8 +396,9 @@ impl Pool {
     }
 
     /// Reserves a slot on the least-loaded healthy backend not in `exclude`, waiting in line if
-    /// all are busy.
-    async fn acquire(&self, exclude: &[usize]) -> Result<Lease, PoolError> {
+    /// all are busy (or if another origin's request has waited longer than this one, asked at
+    /// `since`).
+    async fn acquire(&self, exclude: &[usize], since: Instant) -> Result<Lease, PoolError> {
         let (id, rx) = {
             let mut state = self.lock();
             // With nobody waiting, a free slot is taken at once: no queue entry, so even a
@@ -392,9 +408,15 @@ impl Pool {
                     members,
                     slots,
                     picks,
+                    oldest_elsewhere,
                     ..
                 } = &mut *state;
-                match decide(members, slots, picks, exclude) {
+                let turn = Turn {
+                    exclude,
+                    since,
+                    oldest_elsewhere: *oldest_elsewhere,
+                };
+                match decide(members, slots, picks, &turn) {
                     Decision::Grant(index) => {
                         self.publish(&state);
                         return Ok(Lease {
@@ -407,7 +429,7 @@ impl Pool {
                     Decision::Wait => {}
                 }
             }
-            let queued = state.queue.push(exclude.to_vec());
+            let queued = state.queue.push(exclude.to_vec(), since);
             let Ok((id, rx)) = queued else {
                 metrics::queue_rejected("full");
                 return Err(PoolError::QueueFull(state.queue.len()));
@@ -459,9 +481,17 @@ impl Pool {
                     slots,
                     queue,
                     picks,
+                    oldest_elsewhere,
                     ..
                 } = &mut *state;
-                queue.dispatch(|exclude| decide(members, slots, picks, exclude))
+                queue.dispatch(|exclude, since| {
+                    let turn = Turn {
+                        exclude,
+                        since,
+                        oldest_elsewhere: *oldest_elsewhere,
+                    };
+                    decide(members, slots, picks, &turn)
+                })
             };
             if undone.is_empty() {
                 break;
@@ -574,16 +604,20 @@ impl Pool {
             .collect()
     }
 
-    /// This origin's in-flight generations per backend URL, for the other origins.
-    pub(crate) fn local_load(&self) -> BTreeMap<String, usize> {
+    /// This origin's load, for the other origins.
+    pub(crate) fn local_load(&self) -> Load {
         let state = self.lock();
-        state
+        let in_flight = state
             .members
             .iter()
             .zip(&state.slots)
             .filter(|(_, s)| !s.retired || s.in_flight > 0)
             .map(|(m, s)| (m.backend.url().to_owned(), s.in_flight))
-            .collect()
+            .collect();
+        Load {
+            in_flight,
+            oldest_waiting: state.queue.oldest(),
+        }
     }
 
     /// Wakes on every change of the bookkeeping (a change may be a no-op for the load).
@@ -591,15 +625,11 @@ impl Pool {
         self.inner.changed.subscribe()
     }
 
-    /// Takes in what origin `peer` runs on each backend, valid until `expires`.
-    pub(crate) fn record_peer(
-        &self,
-        peer: String,
-        in_flight: BTreeMap<String, usize>,
-        expires: Instant,
-    ) {
+    /// Takes in what origin `peer` runs on each backend and how long its line is, valid until
+    /// `expires`.
+    pub(crate) fn record_peer(&self, peer: String, load: Load, expires: Instant) {
         let mut state = self.lock();
-        state.peers.insert(peer, PeerLoad { in_flight, expires });
+        state.peers.insert(peer, PeerLoad { load, expires });
         self.count_elsewhere(&mut state, Instant::now());
     }
 
@@ -618,12 +648,17 @@ impl Pool {
             members,
             slots,
             peers,
+            oldest_elsewhere,
             ..
         } = &mut *state;
         for (member, slot) in members.iter().zip(slots.iter_mut()) {
             let url = member.backend.url();
-            slot.elsewhere = peers.values().filter_map(|p| p.in_flight.get(url)).sum();
+            slot.elsewhere = peers
+                .values()
+                .filter_map(|p| p.load.in_flight.get(url))
+                .sum();
         }
+        *oldest_elsewhere = peers.values().filter_map(|p| p.load.oldest_waiting).min();
         // Slots the others gave back may serve our waiters now.
         self.dispatch(state);
     }
@@ -681,12 +716,32 @@ impl Pool {
     }
 }
 
-/// Where a request that excludes `exclude` goes now: the least-loaded healthy backend with a
-/// free slot (reserved here), a wait, or a refusal when no healthy backend is left to it.
-fn decide(members: &[Member], slots: &mut [Slot], picks: &mut u64, exclude: &[usize]) -> Decision {
+/// The request a slot is being decided for.
+struct Turn<'a> {
+    /// Backends it already failed on.
+    exclude: &'a [usize],
+    /// When it first asked for a slot.
+    since: Instant,
+    /// The oldest request waiting at another origin.
+    oldest_elsewhere: Option<Instant>,
+}
+
+/// Where the request of `turn` goes now: the least-loaded healthy backend with a free slot
+/// (reserved here), a wait (also while another origin's request has waited longer), or a
+/// refusal when no healthy backend is left to it.
+fn decide(members: &[Member], slots: &mut [Slot], picks: &mut u64, turn: &Turn) -> Decision {
+    let exclude = turn.exclude;
     let eligible = |i: &usize| !exclude.contains(i) && slots[*i].healthy();
     if !(0..slots.len()).any(|i| eligible(&i)) {
         return Decision::Refuse(Refusal::NoBackend);
+    }
+    // Without this, each origin's releases would feed its own line: an origin holding more
+    // slots would serve its customers faster than the other, whatever their wait.
+    if turn
+        .oldest_elsewhere
+        .is_some_and(|oldest| oldest + YIELD_MARGIN < turn.since)
+    {
+        return Decision::Wait;
     }
     let candidates = (0..slots.len()).filter(eligible).map(|i| Candidate {
         index: i,
@@ -1017,7 +1072,10 @@ mod tests {
         let pool = Pool::new(vec![fake("http://a", false)], 2, settings());
         crate::backends::health::check_all(&pool).await;
         let later = Instant::now() + Duration::from_secs(60);
-        let load = |n: usize| BTreeMap::from([("http://a".to_owned(), n)]);
+        let load = |n: usize| Load {
+            in_flight: BTreeMap::from([("http://a".to_owned(), n)]),
+            oldest_waiting: None,
+        };
 
         pool.record_peer("other".into(), load(2), later);
         assert!(
@@ -1095,5 +1153,37 @@ mod tests {
             waiting.await.unwrap(),
             Err(PoolError::Failed(BackendError::Timeout { .. }))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_free_slot_goes_to_the_request_that_has_waited_longest_at_any_origin() {
+        let pool = Pool::new(vec![fake("http://a", true)], 1, settings());
+        crate::backends::health::check_all(&pool).await;
+        let later = Instant::now() + Duration::from_secs(60);
+        let waiting_elsewhere = |since: Option<Instant>| Load {
+            in_flight: BTreeMap::new(),
+            oldest_waiting: since,
+        };
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(5)).unwrap();
+        pool.record_peer("other".into(), waiting_elsewhere(Some(long_ago)), later);
+        assert!(
+            matches!(
+                pool.generate(request()).await,
+                Err(PoolError::QueueTimeout(_))
+            ),
+            "the slot is left to the request waiting longer at the other origin"
+        );
+        let asking = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.generate(request()).await.map(|g| g.backend) }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            pool.local_load().oldest_waiting.is_some(),
+            "it waits in line"
+        );
+        // The other origin's request got its slot: nobody older waits any more.
+        pool.record_peer("other".into(), waiting_elsewhere(None), later);
+        assert_eq!(asking.await.unwrap().unwrap(), "http://a");
     }
 }

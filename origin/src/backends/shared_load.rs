@@ -5,6 +5,8 @@
 //! inside the backend, where no origin can see them, move them to a freer backend or time them
 //! out cleanly. So every origin publishes its per-backend counts on a Redis channel whenever
 //! they change (and every second as a heartbeat), and counts what the others report as taken.
+//! Each report also says how long the origin's oldest queued request has waited: a free slot
+//! goes to the oldest request of all origins, so the origins' queues drain as one line.
 //!
 //! Reports are small (a count per backend URL) and absolute, so a lost message costs nothing
 //! once the next arrives. A report expires after [`EXPIRES`]: the load of an origin that
@@ -13,6 +15,7 @@
 //! in the same millisecond; the backend then queues one request briefly, which is what
 //! happened to every request beyond the slots before.
 
+use super::pool::Load;
 use super::Pool;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -30,11 +33,13 @@ const OPERATION: Duration = Duration::from_millis(500);
 /// Pause before connecting again after Redis failed.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// What one origin publishes.
+/// What one origin publishes. The wait is an age, not a time: origins' clocks may differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Report {
     origin: String,
     in_flight: BTreeMap<String, usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    oldest_wait_ms: Option<u64>,
 }
 
 /// Starts publishing this origin's load and following the others' through the Redis at `url`.
@@ -57,7 +62,7 @@ pub fn spawn(pool: Pool, url: &str) -> redis::RedisResult<()> {
 async fn publish(pool: Pool, client: redis::Client, origin: String) {
     let mut changes = pool.changes();
     let mut connection = None;
-    let mut sent: Option<(BTreeMap<String, usize>, Instant)> = None;
+    let mut sent: Option<(Load, Instant)> = None;
     loop {
         if let Some((_, at)) = &sent {
             tokio::select! {
@@ -65,26 +70,33 @@ async fn publish(pool: Pool, client: redis::Client, origin: String) {
                 () = tokio::time::sleep_until(*at + HEARTBEAT) => {}
             }
         }
-        let in_flight = pool.local_load();
+        let load = pool.local_load();
         // Dispatching after a peer's report touches the pool too: answering that with the
-        // same counts would echo reports between origins forever.
+        // same load would echo reports between origins forever.
         if let Some((last, at)) = &sent {
-            if *last == in_flight && at.elapsed() < HEARTBEAT {
+            if *last == load && at.elapsed() < HEARTBEAT {
                 continue;
             }
         }
         let report = Report {
             origin: origin.clone(),
-            in_flight,
+            in_flight: load.in_flight.clone(),
+            oldest_wait_ms: load
+                .oldest_waiting
+                .map(|since| since.elapsed().as_millis() as u64),
         };
         let payload = serde_json::to_string(&report).unwrap_or_default();
         match send(&client, &mut connection, &payload).await {
-            Ok(()) => sent = Some((report.in_flight, Instant::now())),
+            Ok(()) => sent = Some((load, Instant::now())),
             Err(e) => {
                 tracing::debug!(error = %e, "backend load not published");
                 connection = None;
                 // Retried at the next heartbeat, not at once: Redis is down or slow.
-                sent = Some((BTreeMap::new(), Instant::now()));
+                let nothing = Load {
+                    in_flight: BTreeMap::new(),
+                    oldest_waiting: None,
+                };
+                sent = Some((nothing, Instant::now()));
             }
         }
     }
@@ -145,11 +157,16 @@ async fn follow(pool: Pool, client: redis::Client, origin: String) {
 /// Records another origin's report; ours and unreadable ones are ignored.
 fn take_in(pool: &Pool, origin: &str, payload: &[u8]) {
     match serde_json::from_slice::<Report>(payload) {
-        Ok(report) if report.origin != origin => pool.record_peer(
-            report.origin,
-            report.in_flight,
-            std::time::Instant::now() + EXPIRES,
-        ),
+        Ok(report) if report.origin != origin => {
+            let now = std::time::Instant::now();
+            let load = Load {
+                in_flight: report.in_flight,
+                oldest_waiting: report
+                    .oldest_wait_ms
+                    .and_then(|ms| now.checked_sub(Duration::from_millis(ms))),
+            };
+            pool.record_peer(report.origin, load, now + EXPIRES);
+        }
         Ok(_) => {}
         Err(e) => tracing::debug!(error = %e, "unreadable backend load report"),
     }
