@@ -42,6 +42,8 @@ pub struct Queue {
 pub enum Decision {
     Grant(usize),
     Wait,
+    /// Wait, leaving a free slot to a request that has waited longer at another origin.
+    Yield,
     Refuse(Refusal),
 }
 
@@ -114,7 +116,7 @@ impl Queue {
         let mut i = 0;
         while i < self.waiters.len() {
             match decide(&self.waiters[i].exclude, self.waiters[i].since) {
-                Decision::Wait => i += 1,
+                Decision::Wait | Decision::Yield => i += 1,
                 Decision::Grant(index) => {
                     if let Some(w) = self.waiters.remove(i) {
                         if w.tx.send(Ok(index)).is_err() {

@@ -108,6 +108,10 @@ pub(crate) struct Load {
 /// A free slot goes to the oldest waiting request of all origins; within this margin (the time a
 /// report takes to arrive) two heads of line count as equally old and both may take slots.
 const YIELD_MARGIN: Duration = Duration::from_millis(20);
+/// How long a free slot is left to another origin's older request before ours take it anyway:
+/// that request may be unable to use it (it failed on that backend before, or its origin's
+/// circuit for the backend is open), and a slot must never stay idle while requests wait.
+const YIELD_WINDOW: Duration = Duration::from_millis(50);
 
 /// The load one other origin reported, until it expires.
 struct PeerLoad {
@@ -125,6 +129,8 @@ struct State {
     peers: HashMap<String, PeerLoad>,
     /// The oldest request waiting in another origin's queue.
     oldest_elsewhere: Option<Instant>,
+    /// Since when this origin has been leaving free slots to older requests elsewhere.
+    yielding_since: Option<Instant>,
 }
 
 struct Inner {
@@ -210,6 +216,7 @@ impl Pool {
             picks: 0,
             peers: HashMap::new(),
             oldest_elsewhere: None,
+            yielding_since: None,
         };
         let pool = Pool {
             inner: Arc::new(Inner {
@@ -404,17 +411,17 @@ impl Pool {
             // With nobody waiting, a free slot is taken at once: no queue entry, so even a
             // queue bound of 0 ("never wait") admits requests while slots are free.
             if state.queue.is_empty() {
+                let older_elsewhere = state.older_elsewhere(Instant::now());
                 let State {
                     members,
                     slots,
                     picks,
-                    oldest_elsewhere,
                     ..
                 } = &mut *state;
                 let turn = Turn {
                     exclude,
                     since,
-                    oldest_elsewhere: *oldest_elsewhere,
+                    older_elsewhere,
                 };
                 match decide(members, slots, picks, &turn) {
                     Decision::Grant(index) => {
@@ -426,7 +433,7 @@ impl Pool {
                         });
                     }
                     Decision::Refuse(Refusal::NoBackend) => return Err(PoolError::NoBackend),
-                    Decision::Wait => {}
+                    Decision::Wait | Decision::Yield => {}
                 }
             }
             let queued = state.queue.push(exclude.to_vec(), since);
@@ -474,23 +481,26 @@ impl Pool {
 
     /// Hands free slots to waiters in arrival order and refuses those no backend can serve.
     fn dispatch(&self, state: &mut State) {
+        let mut yielded = false;
         loop {
             let undone = {
+                let older_elsewhere = state.older_elsewhere(Instant::now());
                 let State {
                     members,
                     slots,
                     queue,
                     picks,
-                    oldest_elsewhere,
                     ..
                 } = &mut *state;
                 queue.dispatch(|exclude, since| {
                     let turn = Turn {
                         exclude,
                         since,
-                        oldest_elsewhere: *oldest_elsewhere,
+                        older_elsewhere,
                     };
-                    decide(members, slots, picks, &turn)
+                    let decision = decide(members, slots, picks, &turn);
+                    yielded |= matches!(decision, Decision::Yield);
+                    decision
                 })
             };
             if undone.is_empty() {
@@ -499,6 +509,18 @@ impl Pool {
             for i in undone {
                 state.slots[i].in_flight -= 1;
             }
+        }
+        if !yielded {
+            state.yielding_since = None;
+        } else if state.yielding_since.is_none() {
+            state.yielding_since = Some(Instant::now());
+            // Nothing else may happen to wake the line once the window is over.
+            let pool = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(YIELD_WINDOW).await;
+                let mut state = pool.lock();
+                pool.dispatch(&mut state);
+            });
         }
         self.publish(state);
     }
@@ -716,14 +738,24 @@ impl Pool {
     }
 }
 
+impl State {
+    /// The oldest request waiting at another origin, while free slots may still be left to it.
+    fn older_elsewhere(&self, now: Instant) -> Option<Instant> {
+        let window_open = self
+            .yielding_since
+            .is_none_or(|since| now.saturating_duration_since(since) < YIELD_WINDOW);
+        self.oldest_elsewhere.filter(|_| window_open)
+    }
+}
+
 /// The request a slot is being decided for.
 struct Turn<'a> {
     /// Backends it already failed on.
     exclude: &'a [usize],
     /// When it first asked for a slot.
     since: Instant,
-    /// The oldest request waiting at another origin.
-    oldest_elsewhere: Option<Instant>,
+    /// See [`State::older_elsewhere`].
+    older_elsewhere: Option<Instant>,
 }
 
 /// Where the request of `turn` goes now: the least-loaded healthy backend with a free slot
@@ -735,29 +767,27 @@ fn decide(members: &[Member], slots: &mut [Slot], picks: &mut u64, turn: &Turn) 
     if !(0..slots.len()).any(|i| eligible(&i)) {
         return Decision::Refuse(Refusal::NoBackend);
     }
-    // Without this, each origin's releases would feed its own line: an origin holding more
-    // slots would serve its customers faster than the other, whatever their wait.
-    if turn
-        .oldest_elsewhere
-        .is_some_and(|oldest| oldest + YIELD_MARGIN < turn.since)
-    {
-        return Decision::Wait;
-    }
     let candidates = (0..slots.len()).filter(eligible).map(|i| Candidate {
         index: i,
         in_flight: slots[i].in_flight + slots[i].elsewhere,
         allowed: slots[i].breaker.allowed(members[i].capacity),
         last_pick: slots[i].last_pick,
     });
-    match least_loaded(candidates) {
-        Some(i) => {
-            *picks += 1;
-            slots[i].in_flight += 1;
-            slots[i].last_pick = *picks;
-            Decision::Grant(i)
-        }
-        None => Decision::Wait,
+    let Some(i) = least_loaded(candidates) else {
+        return Decision::Wait;
+    };
+    // Without this, each origin's releases would feed its own line: an origin holding more
+    // slots would serve its customers faster than the other, whatever their wait.
+    if turn
+        .older_elsewhere
+        .is_some_and(|oldest| oldest + YIELD_MARGIN < turn.since)
+    {
+        return Decision::Yield;
     }
+    *picks += 1;
+    slots[i].in_flight += 1;
+    slots[i].last_pick = *picks;
+    Decision::Grant(i)
 }
 
 /// Leaves the admission queue if the waiting request is dropped (client gone), and hands back
@@ -1157,7 +1187,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_free_slot_goes_to_the_request_that_has_waited_longest_at_any_origin() {
-        let pool = Pool::new(vec![fake("http://a", true)], 1, settings());
+        let patient = PoolSettings {
+            queue_timeout: Duration::from_secs(5),
+            ..settings()
+        };
+        let pool = Pool::new(vec![fake("http://a", false)], 1, patient);
         crate::backends::health::check_all(&pool).await;
         let later = Instant::now() + Duration::from_secs(60);
         let waiting_elsewhere = |since: Option<Instant>| Load {
@@ -1165,25 +1199,32 @@ mod tests {
             oldest_waiting: since,
         };
         let long_ago = Instant::now().checked_sub(Duration::from_secs(5)).unwrap();
-        pool.record_peer("other".into(), waiting_elsewhere(Some(long_ago)), later);
-        assert!(
-            matches!(
-                pool.generate(request()).await,
-                Err(PoolError::QueueTimeout(_))
-            ),
-            "the slot is left to the request waiting longer at the other origin"
-        );
-        let asking = tokio::spawn({
+        let ask = || {
             let pool = pool.clone();
-            async move { pool.generate(request()).await.map(|g| g.backend) }
-        });
+            tokio::spawn(async move { pool.generate(request()).await })
+        };
+
+        pool.record_peer("other".into(), waiting_elsewhere(Some(long_ago)), later);
+        let asking = ask();
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(
-            pool.local_load().oldest_waiting.is_some(),
-            "it waits in line"
+            !asking.is_finished() && pool.local_load().oldest_waiting.is_some(),
+            "the free slot is left to the request waiting longer at the other origin"
         );
-        // The other origin's request got its slot: nobody older waits any more.
+        // That request got a slot: nobody older waits any more.
         pool.record_peer("other".into(), waiting_elsewhere(None), later);
-        assert_eq!(asking.await.unwrap().unwrap(), "http://a");
+        let first = asking.await.unwrap().unwrap();
+        drop(first);
+
+        // An older request elsewhere that never takes the slot does not keep it idle.
+        pool.record_peer("other".into(), waiting_elsewhere(Some(long_ago)), later);
+        let asked = Instant::now();
+        let second = ask().await.unwrap().unwrap();
+        assert_eq!(second.backend, "http://a");
+        assert!(
+            asked.elapsed() >= YIELD_WINDOW,
+            "left to the other origin first"
+        );
+        assert!(asked.elapsed() < Duration::from_secs(1));
     }
 }
