@@ -259,10 +259,20 @@ struct EdgeRequest {
 impl EdgeRequest {
     /// Replies locally; Envoy sends the reply once the callback returns.
     fn answer(&mut self, reply: &LocalReply) -> Action {
-        match host::send(reply, self.request_id.as_deref()) {
+        let sent = host::send(reply, self.request_id.as_deref());
+        self.replied(sent).unwrap_or_else(|| {
+            self.state = State::Forwarded;
+            Action::Continue
+        })
+    }
+
+    /// Takes note of a local reply: sent, the request is answered; refused by Envoy (logged),
+    /// `None`, and the caller lets the request through instead.
+    fn replied(&mut self, sent: Result<(), u32>) -> Option<Action> {
+        match sent {
             Ok(()) => {
                 self.state = State::Answered;
-                Action::Pause
+                Some(Action::Pause)
             }
             Err(status) => {
                 host::log(
@@ -271,8 +281,7 @@ impl EdgeRequest {
                         "libriassist edge: local reply refused (status {status}); passing through"
                     ),
                 );
-                self.state = State::Forwarded;
-                Action::Continue
+                None
             }
         }
     }
@@ -425,20 +434,9 @@ impl EdgeRequest {
             self.request_id.as_deref(),
             body.get(edge_cache::HEADER_BYTES..).unwrap_or_default(),
         );
-        match sent {
-            Ok(()) => {
-                self.state = State::Answered;
-                Action::Pause
-            }
-            Err(status) => {
-                host::log(
-                    Level::Warn,
-                    &format!(
-                        "libriassist edge: local reply refused (status {status}); passing through"
-                    ),
-                );
-                self.forward(config, false)
-            }
+        match self.replied(sent) {
+            Some(action) => action,
+            None => self.forward(config, false),
         }
     }
 
