@@ -271,20 +271,30 @@ async fn scan(
 ) -> redis::RedisResult<()> {
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(c)
-            .await?;
+        let (next, keys) = scan_page(c, pattern, cursor).await?;
         each(&keys);
         if next == 0 {
             return Ok(());
         }
         cursor = next;
     }
+}
+
+/// One SCAN page of the keys matching `pattern` from `cursor`, and the cursor of the next page
+/// (0 after the last).
+async fn scan_page(
+    c: &mut ConnectionManager,
+    pattern: &str,
+    cursor: u64,
+) -> redis::RedisResult<(u64, Vec<String>)> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(c)
+        .await
 }
 
 /// Deletes every key matching `pattern`, a batch per SCAN page. UNLINK frees memory off Redis's
@@ -296,14 +306,7 @@ pub(crate) async fn scan_unlink(
     let mut cursor: u64 = 0;
     let mut deleted = 0u64;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(c)
-            .await?;
+        let (next, keys) = scan_page(c, pattern, cursor).await?;
         if !keys.is_empty() {
             let n: u64 = redis::cmd("UNLINK").arg(&keys).query_async(c).await?;
             deleted += n;

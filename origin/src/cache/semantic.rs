@@ -640,8 +640,8 @@ pub(crate) mod tests {
             .await;
     }
 
-    #[tokio::test]
-    async fn paraphrase_hits_and_guarded_lookalikes_miss() {
+    /// A semantic cache over an in-memory exact cache, and the scope both tests answer in.
+    fn in_memory() -> (Arc<ExactCache>, SemanticCache, Scope) {
         let exact = Arc::new(ExactCache::memory(100, Duration::from_secs(60)));
         let cache = SemanticCache::new(
             Arc::new(BagOfWords),
@@ -653,6 +653,12 @@ pub(crate) mod tests {
             corpus_version: "v".into(),
             model: "m".into(),
         };
+        (exact, cache, scope)
+    }
+
+    #[tokio::test]
+    async fn paraphrase_hits_and_guarded_lookalikes_miss() {
+        let (exact, cache, scope) = in_memory();
         answered(
             &cache,
             &exact,
@@ -695,17 +701,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_purged_answer_ends_its_semantic_hits() {
-        let exact = Arc::new(ExactCache::memory(100, Duration::from_secs(60)));
-        let cache = SemanticCache::new(
-            Arc::new(BagOfWords),
-            Arc::clone(&exact),
-            None,
-            settings(0.6),
-        );
-        let scope = Scope {
-            corpus_version: "v".into(),
-            model: "m".into(),
-        };
+        let (exact, cache, scope) = in_memory();
         answered(
             &cache,
             &exact,

@@ -420,17 +420,7 @@ mod tests {
 
     async fn text_of(answer: Answer) -> (String, Option<AnswerEvent>) {
         let events: Vec<AnswerEvent> = answer.events.collect().await;
-        let text = events
-            .iter()
-            .filter_map(|e| {
-                if let AnswerEvent::Token(t) = e {
-                    Some(t.clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        (text, events.last().cloned())
+        (super::super::token_text(&events), events.last().cloned())
     }
 
     #[tokio::test]

@@ -130,17 +130,7 @@ mod tests {
         };
         assert_eq!(answer.meta.cache, CacheLayer::Exact);
         let events: Vec<AnswerEvent> = answer.events.collect().await;
-        let text: String = events
-            .iter()
-            .filter_map(|e| {
-                if let AnswerEvent::Token(t) = e {
-                    Some(t.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        assert_eq!(text, entry.answer);
+        assert_eq!(super::super::token_text(&events), entry.answer);
         assert!(matches!(events.last(), Some(AnswerEvent::Done(_))));
         assert!(matches!(
             ExactCacheStage::new(None).run(&scope, &ctx).await,

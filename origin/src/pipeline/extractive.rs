@@ -129,17 +129,7 @@ mod tests {
 
     async fn collect(answer: Answer) -> (MetaEvent, String, Vec<AnswerEvent>) {
         let events: Vec<AnswerEvent> = answer.events.collect().await;
-        let text = events
-            .iter()
-            .filter_map(|e| {
-                if let AnswerEvent::Token(t) = e {
-                    Some(t.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        (answer.meta, text, events)
+        (answer.meta, super::super::token_text(&events), events)
     }
 
     #[tokio::test]

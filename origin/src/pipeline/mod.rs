@@ -52,6 +52,19 @@ pub enum AnswerEvent {
     Error(ErrorDetail),
 }
 
+/// The answer's text: its tokens, in order. What the tests compare with what was cached or
+/// generated.
+#[cfg(test)]
+pub(crate) fn token_text(events: &[AnswerEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AnswerEvent::Token(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 pub struct Answer {
     pub meta: MetaEvent,
     pub events: BoxStream<'static, AnswerEvent>,
