@@ -19,6 +19,10 @@
 #                    (built here from a few lines of Rust with the filter's proxy-wasm version
 #                    and profile), on the ceiling route and on GET: what any Rust proxy-wasm
 #                    filter costs in this Envoy before it does any work.
+#   floor filter     for reference, a module that holds a chat request's headers, reads its
+#                    body and then only answers it (with as many bytes as the hit) or adds a
+#                    header and forwards it: the least any filter that answers from the body
+#                    costs here, whatever it computes, on the hit and on the chat miss.
 #
 # usage: scripts/bench-edge.sh [--update-docs]
 #   --update-docs        also replaces the block between `<!-- bench:edge -->` and
@@ -27,8 +31,8 @@
 #   BENCH_EDGE_ROUNDS    rounds over all variants (default 3)
 #   BENCH_EDGE_CONNECTIONS  wrk connections (default 16)
 #
-# Every process (Redis, simulator, origin, six Envoys, wrk) is started here on 127.0.0.1,
-# ended by PID on exit, and the whole run is bounded: about ROUNDS x 9 x SECONDS plus a minute.
+# Every process (Redis, simulator, origin, eight Envoys, wrk) is started here on 127.0.0.1,
+# ended by PID on exit, and the whole run is bounded: about ROUNDS x 11 x SECONDS plus a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LIBRIASSIST_CACHE=${LIBRIASSIST_CACHE:-$HOME/.cache/libriassist}
@@ -69,14 +73,17 @@ ENVOY=$LIBRIASSIST_CACHE/envoy
 BIN=target/release/libriassist
 WASM=target/wasm32-wasip1/release/libriassist_filter.wasm
 
-# The empty module: outside the workspace, with the workspace's lock file so proxy-wasm and
+# Reference modules: outside the workspace, with the workspace's lock file so proxy-wasm and
 # its dependencies are the filter's exact versions, and the filter's release profile.
-EMPTY_SRC=target/bench-edge-empty-filter
-mkdir -p "$EMPTY_SRC/src"
-cp Cargo.lock "$EMPTY_SRC/"
-cat >"$EMPTY_SRC/Cargo.toml" <<'EOF'
+# reference_module NAME: builds target/bench-edge-NAME-filter from the Rust source on stdin
+# and prints the path of its .wasm.
+reference_module() {
+    local src=target/bench-edge-$1-filter
+    mkdir -p "$src/src"
+    cp Cargo.lock "$src/"
+    cat >"$src/Cargo.toml" <<EOF
 [package]
-name = "empty-filter"
+name = "$1-filter"
 version = "0.1.0"
 edition = "2021"
 publish = false
@@ -94,7 +101,13 @@ strip = "debuginfo"
 
 [workspace]
 EOF
-cat >"$EMPTY_SRC/src/lib.rs" <<'EOF'
+    cat >"$src/src/lib.rs"
+    cargo build -q --release --target wasm32-wasip1 --manifest-path "$src/Cargo.toml"
+    echo "$src/target/wasm32-wasip1/release/$1_filter.wasm"
+}
+
+# The empty module: what any Rust proxy-wasm filter costs before it does any work.
+EMPTY_WASM=$(reference_module empty <<'EOF'
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
@@ -117,8 +130,73 @@ struct Pass;
 impl Context for Pass {}
 impl HttpContext for Pass {}
 EOF
-cargo build -q --release --target wasm32-wasip1 --manifest-path "$EMPTY_SRC/Cargo.toml"
-EMPTY_WASM=$EMPTY_SRC/target/wasm32-wasip1/release/empty_filter.wasm
+)
+
+# The floor module: the least a filter that decides from the request body does. It holds the
+# headers and reads the whole body, then either answers with a JSON body of as many bytes as
+# its configuration says, or (any other configuration) adds one header and lets the request
+# go on. No identity, limits, validation, key or cache: besides Envoy's callbacks, only the
+# two host calls every filter answering from the body makes.
+FLOOR_WASM=$(reference_module floor <<'EOF'
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_root_context(|_| Box::new(Root { reply: None }));
+}}
+
+struct Root {
+    reply: Option<Rc<Vec<u8>>>,
+}
+impl Context for Root {}
+impl RootContext for Root {
+    fn on_configure(&mut self, _: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        let bytes = std::str::from_utf8(&config).ok().and_then(|c| c.trim().parse::<usize>().ok());
+        self.reply = bytes.map(|n| {
+            let mut body = b"{\"answer\":\"".to_vec();
+            body.resize(n.saturating_sub(2).max(body.len()), b'x');
+            body.extend_from_slice(b"\"}");
+            Rc::new(body)
+        });
+        true
+    }
+    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Floor { reply: self.reply.clone() }))
+    }
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Floor {
+    reply: Option<Rc<Vec<u8>>>,
+}
+impl Context for Floor {}
+impl HttpContext for Floor {
+    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
+        if end_of_stream { Action::Continue } else { Action::Pause }
+    }
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self.get_http_request_body(0, size).unwrap_or_default();
+        match &self.reply {
+            Some(reply) if !body.is_empty() => {
+                self.send_http_response(200, vec![("content-type", "application/json")], Some(reply));
+                Action::Pause
+            }
+            _ => {
+                self.set_http_request_header("x-floor", Some("1"));
+                Action::Continue
+            }
+        }
+    }
+}
+EOF
+)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/libriassist-bench-edge.XXXXXX")
 PIDS=()
@@ -347,8 +425,19 @@ render "$EMPTY_PORT" "$EMPTY_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" "$EMP
     with_direct_route /bench/direct "$direct_body" >"$TMP/empty.yaml"
 start_envoy empty "$TMP/empty.yaml" "$EMPTY_ADMIN"
 
+# floor: the deployed listener with the floor module in the filter's place, answering chat
+# requests with a body the size of the hit's; floor_forward: the same module forwarding them.
+FLOOR_PORT=$(free_port)
+FLOOR_ADMIN=$(free_port)
+render "$FLOOR_PORT" "$FLOOR_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES" "$FLOOR_WASM" >"$TMP/floor.yaml"
+start_envoy floor "$TMP/floor.yaml" "$FLOOR_ADMIN"
+FLFW_PORT=$(free_port)
+FLFW_ADMIN=$(free_port)
+render "$FLFW_PORT" "$FLFW_ADMIN" "$UP_PORT" "$UP_PORT" forward "$FLOOR_WASM" >"$TMP/floor-forward.yaml"
+start_envoy floor_forward "$TMP/floor-forward.yaml" "$FLFW_ADMIN"
+
 # The proxies must see the upstream healthy before it gets traffic.
-for admin in "$PLAIN_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN"; do
+for admin in "$PLAIN_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN" "$FLOOR_ADMIN" "$FLFW_ADMIN"; do
     healthy=0
     for ((i = 0; i < 100; i++)); do
         if curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
@@ -384,12 +473,14 @@ VARIANTS=(
     "direct|http://127.0.0.1:$PLAIN_PORT/bench/direct|get|$PLAIN_ADMIN"
     "direct_empty|http://127.0.0.1:$EMPTY_PORT/bench/direct|get|$EMPTY_ADMIN"
     "hit|http://127.0.0.1:$EDGE_PORT/api/v1/chat|hit|$EDGE_ADMIN"
+    "hit_floor|http://127.0.0.1:$FLOOR_PORT/api/v1/chat|hit|$FLOOR_ADMIN"
     "get_plain|http://127.0.0.1:$PLAIN_PORT/healthz|get|$PLAIN_ADMIN"
     "get_empty|http://127.0.0.1:$EMPTY_PORT/healthz|get|$EMPTY_ADMIN"
     "get_filter|http://127.0.0.1:$FILT_PORT/healthz|get|$FILT_ADMIN"
     "miss_plain|http://127.0.0.1:$PLAIN_PORT/api/v1/chat|miss|$PLAIN_ADMIN"
     "miss_filter|http://127.0.0.1:$FILT_PORT/api/v1/chat|miss|$FILT_ADMIN"
     "miss_nolookup|http://127.0.0.1:$NOLK_PORT/api/v1/chat|miss|$NOLK_ADMIN"
+    "miss_floor|http://127.0.0.1:$FLFW_PORT/api/v1/chat|miss|$FLFW_ADMIN"
 )
 
 # envoy_stat ADMIN NAME: one counter of Envoy's /stats, 0 when absent (no filter).
@@ -475,27 +566,30 @@ function row(name, what, base, kind,    ratios, i, m, text) {
 }
 END {
     printf "Run %s: `%s`; %s cores, load average %s before, %s after; Envoy %s with one worker; ", date, command, cores, load_before, load_after, envoy
-    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the nine variants in turn (medians below).\n\n", conns, secs, rounds
+    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the eleven variants in turn (medians below).\n\n", conns, secs, rounds
     print "| variant | what | req/s | p50 ms | p99 ms | vs baseline |"
     print "|---|---|---:|---:|---:|---|"
     row("direct", "no filter, GET answered by `direct_response` with the cached answer (" direct_bytes " B): the ceiling", "", "")
     row("direct_empty", "reference: the same through an empty proxy-wasm module", "direct", "share")
     row("hit", "filter, POST /api/v1/chat answered from L1 (" hit_bytes " B, `x-cache: edge`)", "direct", "share")
+    row("hit_floor", "reference: the same POST answered by the floor module (reads the body, replies " hit_bytes " B, nothing else)", "direct", "share")
     row("get_plain", "no filter, GET /healthz proxied to the static upstream", "", "")
     row("get_empty", "reference: the same through an empty proxy-wasm module", "get_plain", "overhead")
     row("get_filter", "filter, GET /healthz passed through", "get_plain", "overhead")
     row("miss_plain", "no filter, POST /api/v1/chat proxied to the static upstream", "", "")
     row("miss_filter", "filter, POST /api/v1/chat missed (lookup answered 404) and forwarded", "miss_plain", "overhead")
     row("miss_nolookup", "filter with its cache off, POST /api/v1/chat validated and forwarded", "miss_plain", "overhead")
+    row("miss_floor", "reference: the floor module on the same POST (reads the body, adds a header, forwards)", "miss_plain", "overhead")
     print ""
     printf "Goals: edge hits %.1f%% of direct_response throughput (goal >= 70%%: %s); ", RESULT["hit"], (RESULT["hit"] >= 70 ? "met" : "MISSED")
     printf "pass-through overhead %.1f%% on GET (goal <= 15%%: %s), %.1f%% on chat misses (%s), ", RESULT["get_filter"], (RESULT["get_filter"] <= 15 ? "met" : "MISSED"), RESULT["miss_filter"], (RESULT["miss_filter"] <= 15 ? "met" : "MISSED")
-    printf "%.1f%% on chat requests without the lookup call (%s).\n", RESULT["miss_nolookup"], (RESULT["miss_nolookup"] <= 15 ? "met" : "MISSED")
+    printf "%.1f%% on chat requests without the lookup call (%s). ", RESULT["miss_nolookup"], (RESULT["miss_nolookup"] <= 15 ? "met" : "MISSED")
+    printf "The floor module, which does nothing but read the body: %.1f%% of direct_response on hits, %.1f%% overhead on chat misses.\n", RESULT["hit_floor"], RESULT["miss_floor"]
     print ""
     printf "Checks: the filter counted %d edge hits for %d hit requests completed, %d misses for %d miss requests (the excess: requests in flight when wrk stopped); ", HITS["hit"], REQ["hit"], MISSES["miss_filter"], REQ["miss_filter"]
     bad = 0; for (n in BAD) bad += BAD[n]
     printf "%d responses were not 2xx or failed at the socket; connections the proxy accepted per run (wrk opens %d):", bad, conns
-    n = split("direct direct_empty hit get_plain get_empty get_filter miss_plain miss_filter miss_nolookup", names, " ")
+    n = split("direct direct_empty hit hit_floor get_plain get_empty get_filter miss_plain miss_filter miss_nolookup miss_floor", names, " ")
     for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], CX[names[i]] / rounds
     printf "; lookup calls per run: hit %.0f, miss_filter %.0f", LOOKUPS["hit"] / rounds, LOOKUPS["miss_filter"] / rounds
     printf "; connections the static upstream accepted per run:"

@@ -35,7 +35,10 @@ pub struct Config {
     pub client_slots: u32,
     pub trusted_proxies: Vec<Cidr>,
     /// Envoy runs with `use_remote_address: true` and so appends the peer to
-    /// `X-Forwarded-For` itself (see [`AddressPolicy::last_entry_is_peer`]).
+    /// `X-Forwarded-For` itself (see [`AddressPolicy::last_entry_is_peer`]). Without trusted
+    /// proxies the client is then that last entry, read from the headers instead of asked of
+    /// Envoy. An Envoy that does not append (or a listener in front that forwards a client's
+    /// header unchanged) must set this to false, or clients could name themselves.
     pub forwarded_for_includes_peer: bool,
     pub api_key: Option<ApiKeyConfig>,
 }

@@ -16,13 +16,14 @@
 //! those that return data call back into the module to allocate it), so each path makes few:
 //! the request headers come in one call, the time is read only where it is used, held
 //! rate-limit tokens spare the shared-data calls (see `ratelimit`), and L1 keeps replies
-//! ready to send. A GET passed through makes two (headers, peer address) while the worker holds
-//! tokens for its client; an L1 hit seven (eight when the worker has no fresh copy of the entry).
+//! ready to send. A GET passed through makes one (the headers, which also carry the peer
+//! Envoy appended to `X-Forwarded-For`) while the worker holds tokens for its client; an L1
+//! hit six (seven when the worker has no fresh copy of the entry).
 
 use crate::config::Config;
 use crate::edge_cache::{self, Lookup, L1, MAX_LOOKUP_BODY_BYTES};
 use crate::host::{self, Buffer, HostStore, Level, Map};
-use crate::identity::{identify, ClientId, Evidence};
+use crate::identity::{self, identify, ClientId, Evidence};
 use crate::ratelimit::{acquire_stream, check_leased, release_stream, streams_key, Leases};
 use crate::reply::{self, LocalReply};
 use crate::request::{self, RequestView};
@@ -310,8 +311,18 @@ impl EdgeRequest {
                 .api_key
                 .as_ref()
                 .is_some_and(|k| view.api_key.is_some() || k.required);
+        let by_peer_only =
+            config.trusted_proxies.is_empty() && (config.api_key.is_none() || !check_key);
         let peer = if by_key {
             None
+        } else if by_peer_only && config.forwarded_for_includes_peer {
+            // Envoy appended its record of the peer to the header as the last entry (anything
+            // a client wrote stays to its left), so the peer costs no host call. Without the
+            // header (a listener that is not TCP) Envoy is asked.
+            view.forwarded_for
+                .and_then(identity::appended_peer)
+                .map(|p| p.as_bytes().to_vec())
+                .or_else(|| host::property(SOURCE_ADDRESS))
         } else {
             host::property(SOURCE_ADDRESS)
         };
@@ -328,8 +339,6 @@ impl EdgeRequest {
                 check_key,
             )
         };
-        let by_peer_only =
-            config.trusted_proxies.is_empty() && (config.api_key.is_none() || !check_key);
         let peer = match peer {
             Some(peer) if by_peer_only => peer,
             other => return identify_now(other.as_deref()),

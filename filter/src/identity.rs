@@ -95,6 +95,13 @@ pub fn parse_address(s: &str) -> Option<IpAddr> {
     s.parse::<SocketAddr>().ok().map(|a| canonical(a.ip()))
 }
 
+/// The last entry of `X-Forwarded-For` when it is an address: the peer, as Envoy with
+/// `use_remote_address` records it (its own host address when the peer is loopback).
+pub fn appended_peer(forwarded_for: &str) -> Option<&str> {
+    let last = forwarded_for.rsplit(',').next()?.trim();
+    parse_address(last).map(|_| last)
+}
+
 /// Which `X-Forwarded-For` entries to believe.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AddressPolicy<'a> {
@@ -113,7 +120,8 @@ pub struct Evidence<'a> {
     pub api_key: Option<&'a [u8]>,
     /// `X-Forwarded-For`, all values joined with commas.
     pub forwarded_for: Option<&'a str>,
-    /// Envoy's `source.address` property.
+    /// The peer's address as Envoy knows it: its `source.address` property, or the entry it
+    /// appended to `X-Forwarded-For` (see [`appended_peer`]).
     pub peer: Option<&'a str>,
 }
 
@@ -225,6 +233,21 @@ mod tests {
             last_entry_is_peer: false,
         };
         identify(None, &policy, ev, true).unwrap().0
+    }
+
+    #[test]
+    fn the_appended_peer_is_the_last_entry() {
+        assert_eq!(appended_peer("203.0.113.9"), Some("203.0.113.9"));
+        assert_eq!(
+            appended_peer("1.2.3.4, 10.0.0.1,192.0.2.7 "),
+            Some("192.0.2.7")
+        );
+        assert_eq!(appended_peer("1.2.3.4, 2001:db8::1"), Some("2001:db8::1"));
+        // Whatever a client wrote is to the left of Envoy's entry and never read.
+        assert_eq!(appended_peer("evil, 192.0.2.7"), Some("192.0.2.7"));
+        for not_an_address in ["", " ", "1.2.3.4,", "1.2.3.4, unknown", "999.1.1.1"] {
+            assert_eq!(appended_peer(not_an_address), None, "{not_an_address:?}");
+        }
     }
 
     #[test]

@@ -213,6 +213,32 @@ async fn streams_pass_through_unbuffered() {
 }
 
 #[tokio::test]
+async fn without_trusted_proxies_a_client_cannot_rename_itself() {
+    let Some(envoy) = envoy_or_skip("without_trusted_proxies_a_client_cannot_rename_itself") else {
+        return;
+    };
+    // No trusted proxies: the client is the peer Envoy appended to X-Forwarded-For, whatever
+    // the client wrote there itself.
+    let config = r#"{"rate_limits":{"chat":{"per_second":0.05,"burst":3}}}"#;
+    let s = stack(&envoy, config, true).await;
+    let names: Vec<String> = (0..8).map(|i| format!("198.51.100.{i}")).collect();
+    let burst = names
+        .iter()
+        .map(|name| s.chat("/api/v1/chat", "Livrez-vous le dimanche ?", name));
+    let statuses: Vec<u16> = futures::future::join_all(burst)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    // One extra request may pass when two workers create the bucket at the same instant.
+    assert!(
+        (4..=5).contains(&limited),
+        "burst of 3 out of 8: {statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_bursting_client_is_limited_while_another_is_served() {
     let Some(envoy) = envoy_or_skip("a_bursting_client_is_limited_while_another_is_served") else {
         return;

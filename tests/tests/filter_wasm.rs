@@ -175,6 +175,37 @@ fn forwarded_for_is_believed_only_from_trusted_hops() {
 }
 
 #[test]
+fn without_trusted_proxies_the_client_is_the_peer_envoy_appended() {
+    let cluster = cluster();
+    let config = r#"{"rate_limits":{"other":{"per_second":0.01,"burst":1}}}"#;
+    let mut vm = vm(&cluster, config);
+    // Envoy with `use_remote_address` appends the peer; what a client wrote is to its left.
+    let get = |vm: &mut FilterVm, xff: Option<&str>, peer: &str| {
+        let mut request = Request::new("GET", "/").peer(peer);
+        if let Some(xff) = xff {
+            request = request.header("x-forwarded-for", xff);
+        }
+        let ctx = vm.start(request).unwrap();
+        vm.request_headers(ctx, true).unwrap();
+        vm.stream(ctx).local_reply.as_ref().map(|r| r.status)
+    };
+    assert_eq!(
+        get(&mut vm, Some("198.51.100.1, 192.0.2.7"), "192.0.2.7:5"),
+        None
+    );
+    assert_eq!(
+        get(&mut vm, Some("198.51.100.2, 192.0.2.7"), "192.0.2.7:6"),
+        Some(429),
+        "a new name written by the client changes nothing"
+    );
+    assert_eq!(get(&mut vm, Some("192.0.2.8"), "192.0.2.8:5"), None);
+    // Without the header (a listener Envoy does not append on), Envoy is asked for the peer.
+    assert_eq!(get(&mut vm, None, "192.0.2.7:7"), Some(429));
+    assert_eq!(get(&mut vm, None, "192.0.2.9:7"), None);
+    assert_no_panic(&vm);
+}
+
+#[test]
 fn bad_chat_requests_get_the_origin_errors() {
     let cluster = cluster();
     let mut vm = vm(&cluster, "{}");
