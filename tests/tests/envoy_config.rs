@@ -100,6 +100,8 @@ fn deployed_envoys_wire_the_filter_like_the_local_one() {
             // The dashboards' VM reload series is named after the plugin.
             "name: libriassist\n",
             "root_id: libriassist\n",
+            // The filter takes the client to be the peer Envoy appends to X-Forwarded-For.
+            "use_remote_address: true",
             // The filter matches paths exactly.
             "normalize_path: true",
             "merge_slashes: true",
