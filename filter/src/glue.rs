@@ -382,11 +382,6 @@ impl EdgeRequest {
             Ok(client) => client,
             Err(detail) => return self.reject(&reply::error(detail)),
         };
-        if self.class.is_chat() {
-            // Chat replies report the time since here.
-            self.started_ns = host::now_ns();
-        }
-        let started_ns = self.started_ns;
         let outcome = LEASES.with(|leases| {
             check_leased(
                 &mut HostStore,
@@ -394,13 +389,7 @@ impl EdgeRequest {
                 config,
                 self.class,
                 &client,
-                || {
-                    if started_ns != 0 {
-                        started_ns
-                    } else {
-                        host::now_ns()
-                    }
-                },
+                host::now_ns,
             )
         });
         match outcome {
@@ -432,7 +421,7 @@ impl EdgeRequest {
     }
 
     /// Answers with a ready hit body: `body[edge_cache::HEADER_BYTES..]` is a template from
-    /// `reply::hit_template`, completed here with the time since the headers.
+    /// `reply::hit_template`, completed here with the time since the request was complete.
     fn answer_hit(&mut self, config: &Config, mut body: Vec<u8>, now_ns: u64) -> Action {
         host::increment(self.metrics.hits);
         let elapsed_ms = now_ns.saturating_sub(self.started_ns) as f64 / 1e6;
@@ -460,12 +449,15 @@ impl EdgeRequest {
             return self.forward(config, false);
         }
         let now = host::now_ns();
+        // Chat replies report the time since the request was complete, as the origin's do
+        // (its clock starts once it has read the body); a miss reads the clock only here.
+        self.started_ns = now;
         match recent_l1(config, &key, self.class, now) {
             Some((L1::Answer, value)) => {
                 self.key = Some(key);
                 let mut body = Vec::with_capacity(value.len() + 32);
                 body.extend_from_slice(&value);
-                return self.answer_hit(config, body, now);
+                return self.answer_hit(config, body, host::now_ns());
             }
             Some((L1::Absent, _)) => {
                 // The origin had nothing a moment ago: ask it directly.
