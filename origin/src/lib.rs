@@ -16,3 +16,4 @@ pub mod pipeline;
 pub mod server;
 pub mod sim;
 pub mod telemetry;
+pub mod vectors;

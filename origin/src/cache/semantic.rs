@@ -476,7 +476,7 @@ impl Inner {
             }
         }
         guards::check_with(new, cached, similarity, settings, &|a, b| {
-            Some(super::index::dot(vectors.get(a)?, vectors.get(b)?))
+            Some(crate::vectors::dot(vectors.get(a)?, vectors.get(b)?))
         })
     }
 

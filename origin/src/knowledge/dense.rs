@@ -11,6 +11,7 @@
 //! shape comes from the manifest.
 
 use super::KnowledgeError;
+use crate::vectors::{self, dot};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::path::Path;
@@ -225,7 +226,7 @@ fn scan(q: &[i16], rows: &[i8], first: usize, n: usize) -> Vec<(u32, f32)> {
     let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(n + 1);
     for (b, block) in rows.chunks(BLOCK_ROWS * q.len()).enumerate() {
         let scores = &mut scores[..block.len() / q.len()];
-        kernel::score_rows(q, block, scores);
+        vectors::score_rows(q, block, scores);
         let base = first + b * BLOCK_ROWS;
         // The sums are exact integers below 2^24, so as f32 they keep their order.
         push_best(
@@ -271,76 +272,6 @@ fn quantize(v: &[f32]) -> Vec<i8> {
         .collect()
 }
 
-/// Integer dot products of a query with 8-bit rows. The query is widened to 16 bits once, so
-/// each step is a sign extension of the row and a multiply-add of 16-bit pairs into 32 bits.
-mod kernel {
-    /// `out[i]` = dot product of `q` with row `i` of `rows` (rows of `q.len()` values).
-    pub fn score_rows(q: &[i16], rows: &[i8], out: &mut [i32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            unsafe { avx2::score_rows(q, rows, out) };
-            return;
-        }
-        for (row, s) in rows.chunks_exact(q.len()).zip(out) {
-            *s = dot(q, row);
-        }
-    }
-
-    /// Sixteen independent lanes: the shape SSE2 and NEON vectorise without being asked.
-    pub fn dot(q: &[i16], row: &[i8]) -> i32 {
-        const LANES: usize = 16;
-        let mut acc = [0i32; LANES];
-        let (qs, rs) = (q.chunks_exact(LANES), row.chunks_exact(LANES));
-        let tail: i32 = qs
-            .remainder()
-            .iter()
-            .zip(rs.remainder())
-            .map(|(&a, &b)| i32::from(a) * i32::from(b))
-            .sum();
-        for (a, b) in qs.zip(rs) {
-            for j in 0..LANES {
-                acc[j] += i32::from(a[j]) * i32::from(b[j]);
-            }
-        }
-        acc.iter().sum::<i32>() + tail
-    }
-
-    /// x86-64 CPUs since 2013 have AVX2, but the baseline the compiler may assume is SSE2, so
-    /// this path is compiled apart and chosen at run time.
-    #[cfg(target_arch = "x86_64")]
-    mod avx2 {
-        use std::arch::x86_64::{
-            __m128i, __m256i, _mm256_add_epi32, _mm256_cvtepi8_epi16, _mm256_loadu_si256,
-            _mm256_madd_epi16, _mm256_setzero_si256, _mm256_storeu_si256, _mm_loadu_si128,
-        };
-
-        #[target_feature(enable = "avx2")]
-        pub fn score_rows(q: &[i16], rows: &[i8], out: &mut [i32]) {
-            let dims = q.len();
-            let body = dims - dims % 16;
-            for (row, s) in rows.chunks_exact(dims).zip(out) {
-                let mut acc = _mm256_setzero_si256();
-                for i in (0..body).step_by(16) {
-                    // SAFETY: i + 16 <= body <= dims = q.len() = row.len(), so both 16-value
-                    // loads are in bounds; the loads are unaligned ones.
-                    let (r, a) = unsafe {
-                        (
-                            _mm_loadu_si128(row.as_ptr().add(i).cast::<__m128i>()),
-                            _mm256_loadu_si256(q.as_ptr().add(i).cast::<__m256i>()),
-                        )
-                    };
-                    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(r), a));
-                }
-                let mut lanes = [0i32; 8];
-                // SAFETY: `lanes` is 32 bytes, the size of the store.
-                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), acc) };
-                *s = lanes.iter().sum::<i32>() + super::dot(&q[body..], &row[body..]);
-            }
-        }
-    }
-}
-
 /// Ordered so that `BinaryHeap`'s top is the worst kept score.
 struct Scored {
     score: f32,
@@ -367,25 +298,6 @@ impl Ord for Scored {
     }
 }
 
-/// Dot product with eight independent accumulators: floating-point addition is not
-/// associative, so the compiler vectorises a sum only when the code already splits it.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let chunks = n / 8;
-    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for j in 0..8 {
-            acc[j] += ca[j] * cb[j];
-        }
-    }
-    let mut tail = 0.0;
-    for j in chunks * 8..n {
-        tail += a[j] * b[j];
-    }
-    (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,16 +305,6 @@ mod tests {
     fn unit(v: &[f32]) -> Vec<f32> {
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.iter().map(|x| x / n).collect()
-    }
-
-    #[test]
-    fn dot_matches_the_naive_sum() {
-        for n in [0, 1, 7, 8, 9, 384, 1000] {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-            assert!((dot(&a, &b) - naive).abs() < 1e-3, "n={n}");
-        }
     }
 
     #[test]
@@ -446,30 +348,6 @@ mod tests {
                     .collect::<Vec<_>>(),
             );
             assert_eq!(index.search(&q, 10), index.search_exact(&q, 10));
-        }
-    }
-
-    #[test]
-    fn fast_kernel_matches_the_plain_dot_product() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        for dims in [1, 15, 16, 17, 64, 384, 385] {
-            let q: Vec<i16> = (0..dims).map(|_| rng.random_range(-127..=127)).collect();
-            let rows: Vec<i8> = (0..dims * 9)
-                .map(|_| rng.random_range(-127..=127))
-                .collect();
-            let mut fast = [0i32; 9];
-            kernel::score_rows(&q, &rows, &mut fast);
-            let plain: Vec<i32> = rows
-                .chunks_exact(dims)
-                .map(|row| {
-                    q.iter()
-                        .zip(row)
-                        .map(|(&a, &b)| i32::from(a) * i32::from(b))
-                        .sum()
-                })
-                .collect();
-            assert_eq!(fast[..], plain[..], "dims={dims}");
         }
     }
 

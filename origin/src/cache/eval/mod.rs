@@ -16,10 +16,10 @@ pub mod data;
 pub mod handwritten;
 
 use super::guards::{self, Guard, GuardSettings};
-use super::index::dot;
 use super::settings::DEFAULT_THRESHOLD;
 use super::text::Analysis;
 use crate::embed::{Embedder, EmbeddingConfig};
+use crate::vectors::dot;
 use data::{Pair, PairSet};
 use libriassist_protocol::normalize_question;
 use std::collections::{BTreeMap, HashMap};
