@@ -299,7 +299,7 @@ start_envoy() {
 
 # The load generator's single address is one client: the limits are lifted so it is never
 # limited, but every request still goes through the rate-limit check in shared data.
-LIFTED='"rate_limits":{"chat":{"per_second":1000000,"burst":1000000},"stream":{"per_second":1000000,"burst":1000000},"other":{"per_second":1000000,"burst":1000000}},"max_concurrent_streams":4'
+LIFTED='"rate_limits":{"chat":{"per_second":1000000,"burst":1000000},"stream":{"per_second":1000000,"burst":1000000},"other":{"per_second":1000000,"burst":1000000}},"max_concurrent_streams":4,"peer_from_forwarded_for":true'
 FILTER_CONFIG='{"cache":{"cluster":"libriassist_cache","timeout_ms":100,"l1_ttl_seconds":5},'$LIFTED'}'
 NO_LOOKUP_CONFIG='{"cache":{"enabled":false},'$LIFTED'}'
 

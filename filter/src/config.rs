@@ -35,11 +35,14 @@ pub struct Config {
     pub client_slots: u32,
     pub trusted_proxies: Vec<Cidr>,
     /// Envoy runs with `use_remote_address: true` and so appends the peer to
-    /// `X-Forwarded-For` itself (see [`AddressPolicy::last_entry_is_peer`]). Without trusted
-    /// proxies the client is then that last entry, read from the headers instead of asked of
-    /// Envoy. An Envoy that does not append (or a listener in front that forwards a client's
-    /// header unchanged) must set this to false, or clients could name themselves.
+    /// `X-Forwarded-For` itself (see [`AddressPolicy::last_entry_is_peer`]).
     pub forwarded_for_includes_peer: bool,
+    /// Envoy is the first hop (`use_remote_address: true` and no `xff_num_trusted_hops`), so
+    /// the entry it appended to `X-Forwarded-For` is the client's address: without trusted
+    /// proxies it is read from the headers instead of asked of Envoy (one host call fewer per
+    /// request). Off by default: behind hops Envoy trusts, Envoy's own record of the client
+    /// (its `source.address`) is the one to use, and the last entry is the hop in front.
+    pub peer_from_forwarded_for: bool,
     pub api_key: Option<ApiKeyConfig>,
 }
 
@@ -101,6 +104,7 @@ impl Default for Config {
             client_slots: 65_536,
             trusted_proxies: Vec::new(),
             forwarded_for_includes_peer: true,
+            peer_from_forwarded_for: false,
             api_key: None,
         }
     }
@@ -180,6 +184,7 @@ struct RawConfig {
     client_slots: Option<u32>,
     trusted_proxies: Vec<String>,
     forwarded_for_includes_peer: Option<bool>,
+    peer_from_forwarded_for: Option<bool>,
     api_key: Option<RawApiKey>,
 }
 
@@ -390,6 +395,19 @@ impl RawConfig {
                 })
             }
         };
+        let forwarded_for_includes_peer = self
+            .forwarded_for_includes_peer
+            .unwrap_or(d.forwarded_for_includes_peer);
+        let peer_from_forwarded_for = self
+            .peer_from_forwarded_for
+            .unwrap_or(d.peer_from_forwarded_for);
+        if peer_from_forwarded_for && !forwarded_for_includes_peer {
+            return Err(ConfigError(
+                "`peer_from_forwarded_for` needs an Envoy that appends the peer: \
+                 `forwarded_for_includes_peer` is false"
+                    .into(),
+            ));
+        }
         Ok(Config {
             cache,
             rate_limits,
@@ -409,9 +427,8 @@ impl RawConfig {
                 1 << 22,
             )?,
             trusted_proxies,
-            forwarded_for_includes_peer: self
-                .forwarded_for_includes_peer
-                .unwrap_or(d.forwarded_for_includes_peer),
+            forwarded_for_includes_peer,
+            peer_from_forwarded_for,
             api_key,
         })
     }
@@ -461,6 +478,7 @@ mod tests {
         assert_eq!(c.trusted_proxies.len(), 2);
         assert!(!c.addresses().last_entry_is_peer);
         assert!(Config::default().addresses().last_entry_is_peer);
+        assert!(!Config::default().peer_from_forwarded_for);
         let k = c.api_key.unwrap();
         assert_eq!(k.header, "x-api-key");
         assert!(!k.required);
@@ -484,6 +502,10 @@ mod tests {
                 .contains("rate_limits.chat.burst")
         );
         assert!(err(r#"{"trusted_proxies":["10.0.0.0/33"]}"#).contains("trusted_proxies"));
+        assert!(
+            err(r#"{"forwarded_for_includes_peer":false,"peer_from_forwarded_for":true}"#)
+                .contains("peer_from_forwarded_for")
+        );
         assert!(err(r#"{"api_key":{"keys_sha256":[]}}"#).contains("at least one"));
         assert!(err(r#"{"api_key":{"keys_sha256":["abc"]}}"#).contains("64 lowercase hex"));
         assert!(

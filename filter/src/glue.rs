@@ -17,8 +17,8 @@
 //! the request headers come in one call, the time is read only where it is used, held
 //! rate-limit tokens spare the shared-data calls (see `ratelimit`), and L1 keeps replies
 //! ready to send. A GET passed through makes one (the headers, which also carry the peer
-//! Envoy appended to `X-Forwarded-For`) while the worker holds tokens for its client; an L1
-//! hit six (seven when the worker has no fresh copy of the entry).
+//! Envoy appended to `X-Forwarded-For`, with `peer_from_forwarded_for`) while the worker holds
+//! tokens for its client; an L1 hit six (seven when the worker has no fresh copy of the entry).
 
 use crate::config::Config;
 use crate::edge_cache::{self, Lookup, L1, MAX_LOOKUP_BODY_BYTES};
@@ -315,8 +315,8 @@ impl EdgeRequest {
             config.trusted_proxies.is_empty() && (config.api_key.is_none() || !check_key);
         let peer = if by_key {
             None
-        } else if by_peer_only && config.forwarded_for_includes_peer {
-            // Envoy appended its record of the peer to the header as the last entry (anything
+        } else if by_peer_only && config.peer_from_forwarded_for {
+            // Envoy, the first hop, appended the peer to the header as the last entry (anything
             // a client wrote stays to its left), so the peer costs no host call. Without the
             // header (a listener that is not TCP) Envoy is asked.
             view.forwarded_for

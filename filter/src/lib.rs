@@ -23,6 +23,7 @@
 //!                  "other": {"per_second": 20, "burst": 100}},
 //!  "max_concurrent_streams": 4, "stream_lease_seconds": 900, "client_slots": 65536,
 //!  "trusted_proxies": ["10.0.0.0/8"], "forwarded_for_includes_peer": true,
+//!  "peer_from_forwarded_for": false,
 //!  "api_key": {"header": "x-api-key", "keys_sha256": ["<64 hex digits>"], "required": true}}
 //! ```
 //!

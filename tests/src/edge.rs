@@ -97,7 +97,7 @@ pub fn local_values() -> Vec<(&'static str, String)> {
 }
 
 /// The filter configuration of `envoy/envoy.yaml`: the defaults, spelled out.
-pub const LOCAL_FILTER_CONFIG: &str = r#"{"cache":{"cluster":"libriassist_cache","timeout_ms":100,"l1_ttl_seconds":5},"rate_limits":{"chat":{"per_second":1,"burst":10},"stream":{"per_second":1,"burst":10},"other":{"per_second":20,"burst":100}},"max_concurrent_streams":4}"#;
+pub const LOCAL_FILTER_CONFIG: &str = r#"{"cache":{"cluster":"libriassist_cache","timeout_ms":100,"l1_ttl_seconds":5},"rate_limits":{"chat":{"per_second":1,"burst":10},"stream":{"per_second":1,"burst":10},"other":{"per_second":20,"burst":100}},"max_concurrent_streams":4,"peer_from_forwarded_for":true}"#;
 
 /// `envoy --mode validate -c config`.
 pub fn validate(envoy: &Path, config: &Path) -> Output {

@@ -213,13 +213,14 @@ async fn streams_pass_through_unbuffered() {
 }
 
 #[tokio::test]
-async fn without_trusted_proxies_a_client_cannot_rename_itself() {
-    let Some(envoy) = envoy_or_skip("without_trusted_proxies_a_client_cannot_rename_itself") else {
+async fn at_the_first_hop_a_client_cannot_rename_itself() {
+    let Some(envoy) = envoy_or_skip("at_the_first_hop_a_client_cannot_rename_itself") else {
         return;
     };
-    // No trusted proxies: the client is the peer Envoy appended to X-Forwarded-For, whatever
+    // Envoy is the first hop: the client is the peer it appended to X-Forwarded-For, whatever
     // the client wrote there itself.
-    let config = r#"{"rate_limits":{"chat":{"per_second":0.05,"burst":3}}}"#;
+    let config =
+        r#"{"peer_from_forwarded_for":true,"rate_limits":{"chat":{"per_second":0.05,"burst":3}}}"#;
     let s = stack(&envoy, config, true).await;
     let names: Vec<String> = (0..8).map(|i| format!("198.51.100.{i}")).collect();
     let burst = names

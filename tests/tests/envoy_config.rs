@@ -85,11 +85,12 @@ fn configurations_pass_envoy_validate() {
 }
 
 /// The deployed Envoys (compose, Kubernetes sidecar) are written by hand, not rendered from the
-/// template, so the settings the filter cannot work without are checked here: offline
-/// validation accepts a plugin that would hang every chat request.
+/// template, so the settings the filter cannot work without are checked here, and in the local
+/// one too: offline validation accepts a plugin that would hang every chat request.
 #[test]
 fn deployed_envoys_wire_the_filter_like_the_local_one() {
     for file in [
+        "envoy/envoy.yaml",
         "envoy/envoy.compose.yaml",
         "deploy/k8s/base/envoy-sidecar.yaml",
     ] {
@@ -120,7 +121,13 @@ fn deployed_envoys_wire_the_filter_like_the_local_one() {
             .find_map(|line| line.trim().strip_prefix("value: '"))
             .and_then(|rest| rest.strip_suffix('\''))
             .unwrap_or_else(|| panic!("{file}: no filter configuration string"));
-        libriassist_filter::config::Config::parse(config.as_bytes())
+        let config = libriassist_filter::config::Config::parse(config.as_bytes())
             .unwrap_or_else(|e| panic!("{file}: filter configuration refused: {e:?}"));
+        // Behind hops Envoy trusts, the last X-Forwarded-For entry is the hop, not the client.
+        assert!(
+            !(config.peer_from_forwarded_for && text.contains("xff_num_trusted_hops")),
+            "{file}: `peer_from_forwarded_for` with `xff_num_trusted_hops`: every client behind \
+             the trusted hop would be one client"
+        );
     }
 }

@@ -175,9 +175,10 @@ fn forwarded_for_is_believed_only_from_trusted_hops() {
 }
 
 #[test]
-fn without_trusted_proxies_the_client_is_the_peer_envoy_appended() {
+fn at_the_first_hop_the_client_is_the_peer_envoy_appended() {
     let cluster = cluster();
-    let config = r#"{"rate_limits":{"other":{"per_second":0.01,"burst":1}}}"#;
+    let config =
+        r#"{"peer_from_forwarded_for":true,"rate_limits":{"other":{"per_second":0.01,"burst":1}}}"#;
     let mut vm = vm(&cluster, config);
     // Envoy with `use_remote_address` appends the peer; what a client wrote is to its left.
     let get = |vm: &mut FilterVm, xff: Option<&str>, peer: &str| {
