@@ -23,6 +23,29 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     (acc[0] + acc[4]) + (acc[1] + acc[5]) + (acc[2] + acc[6]) + (acc[3] + acc[7]) + tail
 }
 
+/// Writes `v` as 8-bit integers into `out`, its largest magnitude becoming 127; returns the
+/// factor that turns the integers back. One scale per vector, or one for a whole matrix when
+/// `v` is all its rows, which keeps the rows' integer dot products comparable.
+pub fn quantize(v: &[f32], out: &mut [i8]) -> f32 {
+    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 && max.is_finite() {
+        max / 127.0
+    } else {
+        1.0
+    };
+    for (q, x) in out.iter_mut().zip(v) {
+        *q = (x / scale).round().clamp(-127.0, 127.0) as i8;
+    }
+    scale
+}
+
+/// A query as `score_rows` takes it (quantized, widened to 16 bits once), with its scale.
+pub fn query(v: &[f32]) -> (Vec<i16>, f32) {
+    let mut q = vec![0i8; v.len()];
+    let scale = quantize(v, &mut q);
+    (q.into_iter().map(i16::from).collect(), scale)
+}
+
 /// `out[i]` = dot product of `q` with row `i` of `rows` (rows of `q.len()` values).
 pub fn score_rows(q: &[i16], rows: &[i8], out: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]

@@ -6,7 +6,7 @@
 use libriassist_filter::identity::key_digest;
 use libriassist_protocol::sse::TokenEvent;
 use libriassist_protocol::{cache_key, CachedAnswer, ChatResponse, ErrorBody, Mode, Source};
-use libriassist_tests::wasm_host::{filter_wasm, Action, Cluster, FilterVm, Request};
+use libriassist_tests::wasm_host::{filter_wasm, Action, Cluster, FilterVm, LocalReply, Request};
 
 const S: u64 = 1_000_000_000;
 const CHAT: &str = "/api/v1/chat";
@@ -56,6 +56,18 @@ fn ask(vm: &mut FilterVm, path: &str, question: &str, peer: &str) -> (u32, Actio
     );
     let action = vm.request_body(ctx, &b, true).unwrap();
     (ctx, action)
+}
+
+/// The origin's cache endpoint answers the VM's first lookup with `entry()`; the reply the
+/// filter then sent.
+fn answered_from_the_origin_cache(vm: &mut FilterVm, ctx: u32) -> LocalReply {
+    let token = vm.calls()[0].token;
+    vm.http_call_response(token, Some((200, &serde_json::to_vec(&entry()).unwrap())))
+        .unwrap();
+    vm.stream(ctx)
+        .local_reply
+        .clone()
+        .expect("answered at the edge")
 }
 
 fn error_code(vm: &FilterVm, ctx: u32) -> (u32, String) {
@@ -360,14 +372,7 @@ fn hits_are_answered_at_the_edge_then_from_l1() {
     let (mut a, mut b) = (vm(&cluster, "{}"), vm(&cluster, "{}"));
     let (ctx, action) = ask(&mut a, CHAT, "Quels formats proposez-vous ?", "192.0.2.1:1");
     assert_eq!(action, Action::Pause);
-    let token = a.calls()[0].token;
-    a.http_call_response(token, Some((200, &serde_json::to_vec(&entry()).unwrap())))
-        .unwrap();
-    let reply = a
-        .stream(ctx)
-        .local_reply
-        .clone()
-        .expect("answered at the edge");
+    let reply = answered_from_the_origin_cache(&mut a, ctx);
     assert!(!a.stream(ctx).resumed);
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-cache"), Some("edge"));
@@ -510,14 +515,7 @@ fn a_key_the_origin_just_lacked_goes_straight_to_the_origin() {
     b.set_time_ns(1_001 * S + S / 10);
     let (ctx, action) = ask(&mut b, CHAT, question, "192.0.2.2:1");
     assert_eq!(action, Action::Pause);
-    let token = b.calls()[0].token;
-    b.http_call_response(token, Some((200, &serde_json::to_vec(&entry()).unwrap())))
-        .unwrap();
-    let reply = b
-        .stream(ctx)
-        .local_reply
-        .clone()
-        .expect("answered at the edge");
+    let reply = answered_from_the_origin_cache(&mut b, ctx);
     let response: ChatResponse = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(response.answer, entry().answer);
     assert_no_panic(&a);

@@ -113,7 +113,7 @@ impl FlatIndex {
                 }
             }
         };
-        self.scales[slot] = quantize(
+        self.scales[slot] = vectors::quantize(
             vector,
             &mut self.vectors[slot * self.dim..(slot + 1) * self.dim],
         );
@@ -190,9 +190,7 @@ impl FlatIndex {
         if query.len() != self.dim || k == 0 || self.dim == 0 {
             return Vec::new();
         }
-        let mut q = vec![0i8; self.dim];
-        let query_scale = quantize(query, &mut q);
-        let q: Vec<i16> = q.into_iter().map(i16::from).collect();
+        let (q, query_scale) = vectors::query(query);
         let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
         let mut scores = [0i32; BLOCK_ROWS];
         for (b, block) in self.vectors.chunks(BLOCK_ROWS * self.dim).enumerate() {
@@ -222,20 +220,6 @@ impl FlatIndex {
             })
             .collect()
     }
-}
-
-/// Writes `vector` as integers into `out`; returns the scale that turns them back.
-fn quantize(vector: &[f32], out: &mut [i8]) -> f32 {
-    let max = vector.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 && max.is_finite() {
-        max / 127.0
-    } else {
-        1.0
-    };
-    for (q, x) in out.iter_mut().zip(vector) {
-        *q = (x / scale).round().clamp(-127.0, 127.0) as i8;
-    }
-    scale
 }
 
 #[cfg(test)]

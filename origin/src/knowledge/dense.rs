@@ -64,7 +64,8 @@ impl DenseIndex {
         if data.iter().any(|x| !x.is_finite()) {
             return Err("a vector holds a value that is not a finite number".into());
         }
-        let quantized = quantize(&data);
+        let mut quantized = vec![0; data.len()];
+        vectors::quantize(&data, &mut quantized);
         Ok(DenseIndex {
             dimensions,
             data,
@@ -154,7 +155,7 @@ impl DenseIndex {
         if query.len() != self.dimensions || k == 0 || self.is_empty() {
             return Vec::new();
         }
-        let q: Vec<i16> = quantize(query).into_iter().map(i16::from).collect();
+        let (q, _) = vectors::query(query);
         let threads = if self.quantized.len() < PARALLEL_MIN_BYTES {
             1
         } else {
@@ -262,16 +263,6 @@ fn push_best(heap: &mut BinaryHeap<Scored>, scores: impl Iterator<Item = (u32, f
     }
 }
 
-/// Scales `v` so that its largest magnitude becomes 127 and rounds to 8 bits. One scale per
-/// matrix (or query) keeps the integer dot products comparable between rows.
-fn quantize(v: &[f32]) -> Vec<i8> {
-    let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    let scale = if max > 0.0 { 127.0 / max } else { 1.0 };
-    v.iter()
-        .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8)
-        .collect()
-}
-
 /// Ordered so that `BinaryHeap`'s top is the worst kept score.
 struct Scored {
     score: f32,
@@ -331,22 +322,17 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let dims = 64;
-        let rows: Vec<Vec<f32>> = (0..3000)
-            .map(|_| {
-                unit(
-                    &(0..dims)
-                        .map(|_| rng.random_range(-1.0f32..1.0))
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .collect();
-        let index = DenseIndex::from_rows(dims, &rows).unwrap();
-        for _ in 0..20 {
-            let q = unit(
+        let mut random_unit = || {
+            unit(
                 &(0..dims)
                     .map(|_| rng.random_range(-1.0f32..1.0))
                     .collect::<Vec<_>>(),
-            );
+            )
+        };
+        let rows: Vec<Vec<f32>> = (0..3000).map(|_| random_unit()).collect();
+        let index = DenseIndex::from_rows(dims, &rows).unwrap();
+        for _ in 0..20 {
+            let q = random_unit();
             assert_eq!(index.search(&q, 10), index.search_exact(&q, 10));
         }
     }
