@@ -519,6 +519,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
         read -r -a before <<<"$(counters "$admin")"
         line=$(run_wrk "$url" "$script" "$SECONDS_PER_RUN")
         [ -n "$line" ] || { log "wrk gave no result for $name"; exit 1; }
+        # The filter adds its counts to Envoy's on its 1 s tick: wait for the last one.
+        sleep 1.5
         read -r -a after <<<"$(counters "$admin")"
         deltas=""
         for i in "${!before[@]}"; do deltas+=" $((after[i] - before[i]))"; done

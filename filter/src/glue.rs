@@ -15,12 +15,15 @@
 //! Host calls are what a request pays for here (each one crosses between V8 and Envoy, and
 //! those that return data call back into the module to allocate it), so each path makes few:
 //! the request headers come in one call, the time is read only where it is used, held
-//! rate-limit tokens spare the shared-data calls (see `ratelimit`), and L1 keeps replies
-//! ready to send. A GET passed through makes one (the headers, which also carry the peer
-//! Envoy appended to `X-Forwarded-For`, with `peer_from_forwarded_for`) while the worker holds
-//! tokens for its client; an L1 hit six (seven when the worker has no fresh copy of the entry).
+//! rate-limit tokens spare the shared-data calls (see `ratelimit`), L1 keeps replies ready to
+//! send, and counts wait for the tick (see `counters`). While the worker holds tokens for its
+//! client, a GET passed through makes one (the headers, which also carry the peer Envoy
+//! appended to `X-Forwarded-For`, with `peer_from_forwarded_for`); an L1 hit five (headers,
+//! body, two clock reads, the reply; six when the worker has no fresh copy of the entry); a
+//! chat request the origin had no answer for a moment ago three (headers, body, key header).
 
 use crate::config::Config;
+use crate::counters::{Counter, Pending};
 use crate::edge_cache::{self, Lookup, L1, MAX_LOOKUP_BODY_BYTES};
 use crate::host::{self, Buffer, HostStore, Level, Map};
 use crate::identity::{self, identify, ClientId, Evidence};
@@ -34,7 +37,7 @@ use libriassist_protocol::limits::MAX_BODY_BYTES;
 use libriassist_protocol::{cache_key, parse_chat_request, CacheKey, CachedAnswer};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -65,6 +68,31 @@ thread_local! {
     /// This worker's copies of L1 values it read or wrote lately, by reply kind and key.
     static RECENT: RefCell<RecentL1> =
         RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(31))));
+    /// The latest time this worker read from Envoy (every read goes through `now_ns`, and the
+    /// tick reads it too), for the one use that may be a tick late (`recently_absent`).
+    static LAST_READ_NS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The time, from Envoy; remembered as this worker's latest.
+fn now_ns() -> u64 {
+    let now = host::now_ns();
+    LAST_READ_NS.with(|t| t.set(now));
+    now
+}
+
+/// Whether this worker's copy of the L1 value for `key` says the origin had no answer, judged
+/// by the latest time the worker read rather than a new read, so a repeated miss costs no host
+/// call for the clock. That time is at most a tick old, so an entry may outlive its TTL by as
+/// much; a stale "absent" only sends a request to the origin, which looks in its own cache
+/// anyway: it can cost an edge hit, never a wrong answer.
+fn recently_absent(key: &CacheKey, class: RouteClass) -> bool {
+    let id = (class == RouteClass::Stream, key.clone());
+    let last_read = LAST_READ_NS.with(Cell::get);
+    RECENT.with(|r| {
+        r.borrow()
+            .get(&id)
+            .is_some_and(|value| edge_cache::decode_l1(value, key, last_read) == L1::Absent)
+    })
 }
 
 /// The L1 value for `key` and the reply of `class`: this worker's copy while it is fresh, else
@@ -141,20 +169,38 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| Box::new(EdgeRoot::default()));
 }}
 
-/// Counter names as defined here; Envoy shows them under its `wasmcustom` namespace.
-pub const METRIC_HITS: &str = "libriassist_edge_cache_hits";
-pub const METRIC_MISSES: &str = "libriassist_edge_cache_misses";
-pub const METRIC_CACHE_ERRORS: &str = "libriassist_edge_cache_errors";
-pub const METRIC_LIMITED: &str = "libriassist_edge_rate_limited";
-pub const METRIC_REJECTED: &str = "libriassist_edge_rejected";
-
+/// A worker's counters: Envoy's metric ids and the counts not yet added to them.
 #[derive(Default)]
 struct Metrics {
-    hits: Option<u32>,
-    misses: Option<u32>,
-    cache_errors: Option<u32>,
-    limited: Option<u32>,
-    rejected: Option<u32>,
+    ids: [Option<u32>; Counter::ALL.len()],
+    pending: Pending,
+    /// Counts wait for the tick (see `counters`); without a tick each is added at once.
+    batched: bool,
+}
+
+impl Metrics {
+    fn define(batched: bool) -> Metrics {
+        Metrics {
+            ids: Counter::ALL.map(|counter| host::define_counter(counter.name())),
+            pending: Pending::default(),
+            batched,
+        }
+    }
+
+    fn count(&self, counter: Counter) {
+        if self.batched {
+            self.pending.add(counter);
+        } else {
+            host::increment(self.ids[counter as usize], 1);
+        }
+    }
+
+    /// Adds the pending counts to Envoy's metrics.
+    fn flush(&self) {
+        for (counter, count) in self.pending.take() {
+            host::increment(self.ids[counter as usize], count);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -163,7 +209,13 @@ struct EdgeRoot {
     metrics: Rc<Metrics>,
 }
 
-impl Context for EdgeRoot {}
+impl Context for EdgeRoot {
+    fn on_done(&mut self) -> bool {
+        // The VM is going away (configuration removed, Envoy draining): count what it saw.
+        self.metrics.flush();
+        true
+    }
+}
 
 impl RootContext for EdgeRoot {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -185,20 +237,20 @@ impl RootContext for EdgeRoot {
                 LEASES.with(|l| l.borrow_mut().clear());
                 PEERS.with(|p| p.borrow_mut().clear());
                 RECENT.with(|r| r.borrow_mut().clear());
-                if let Err(status) = host::set_tick_period(TICK_MS) {
-                    host::log(
-                        Level::Warn,
-                        &format!("libriassist edge: no tick (status {status}); rate limits take one token at a time"),
-                    );
-                    LEASES.with(|l| l.borrow_mut().disable());
-                }
-                self.metrics = Rc::new(Metrics {
-                    hits: host::define_counter(METRIC_HITS),
-                    misses: host::define_counter(METRIC_MISSES),
-                    cache_errors: host::define_counter(METRIC_CACHE_ERRORS),
-                    limited: host::define_counter(METRIC_LIMITED),
-                    rejected: host::define_counter(METRIC_REJECTED),
-                });
+                let ticking = match host::set_tick_period(TICK_MS) {
+                    Ok(()) => true,
+                    Err(status) => {
+                        host::log(
+                            Level::Warn,
+                            &format!("libriassist edge: no tick (status {status}); rate limits take one token at a time, counters count one at a time"),
+                        );
+                        LEASES.with(|l| l.borrow_mut().disable());
+                        false
+                    }
+                };
+                // Counts of the previous configuration are Envoy's before its counters go.
+                self.metrics.flush();
+                self.metrics = Rc::new(Metrics::define(ticking));
                 true
             }
             Err(e) => {
@@ -213,6 +265,8 @@ impl RootContext for EdgeRoot {
 
     fn on_tick(&mut self) {
         LEASES.with(|l| l.borrow_mut().clear());
+        now_ns();
+        self.metrics.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -288,12 +342,12 @@ impl EdgeRequest {
     }
 
     fn reject(&mut self, reply: &LocalReply) -> Action {
-        host::increment(self.metrics.rejected);
+        self.metrics.count(Counter::Rejected);
         self.answer(reply)
     }
 
     fn limit(&mut self, reply: &LocalReply) -> Action {
-        host::increment(self.metrics.limited);
+        self.metrics.count(Counter::Limited);
         self.answer(reply)
     }
 
@@ -389,7 +443,7 @@ impl EdgeRequest {
                 config,
                 self.class,
                 &client,
-                host::now_ns,
+                now_ns,
             )
         });
         match outcome {
@@ -423,7 +477,7 @@ impl EdgeRequest {
     /// Answers with a ready hit body: `body[edge_cache::HEADER_BYTES..]` is a template from
     /// `reply::hit_template`, completed here with the time since the request was complete.
     fn answer_hit(&mut self, config: &Config, mut body: Vec<u8>, now_ns: u64) -> Action {
-        host::increment(self.metrics.hits);
+        self.metrics.count(Counter::Hits);
         let elapsed_ms = now_ns.saturating_sub(self.started_ns) as f64 / 1e6;
         reply::finish_hit(self.class, &mut body, elapsed_ms);
         let sent = host::send_parts(
@@ -443,12 +497,12 @@ impl EdgeRequest {
             Ok(key) => key,
             Err(detail) => return self.reject(&reply::error(detail)),
         };
-        if !config.cache.enabled {
+        if !config.cache.enabled || recently_absent(&key, self.class) {
             self.key = Some(key);
-            host::increment(self.metrics.misses);
+            self.metrics.count(Counter::Misses);
             return self.forward(config, false);
         }
-        let now = host::now_ns();
+        let now = now_ns();
         // Chat replies report the time since the request was complete, as the origin's do
         // (its clock starts once it has read the body); a miss reads the clock only here.
         self.started_ns = now;
@@ -457,12 +511,12 @@ impl EdgeRequest {
                 self.key = Some(key);
                 let mut body = Vec::with_capacity(value.len() + 32);
                 body.extend_from_slice(&value);
-                return self.answer_hit(config, body, host::now_ns());
+                return self.answer_hit(config, body, now_ns());
             }
             Some((L1::Absent, _)) => {
                 // The origin had nothing a moment ago: ask it directly.
                 self.key = Some(key);
-                host::increment(self.metrics.misses);
+                self.metrics.count(Counter::Misses);
                 return self.forward(config, false);
             }
             _ => {}
@@ -494,7 +548,7 @@ impl EdgeRequest {
                     Level::Warn,
                     &format!("libriassist edge: cache lookup not sent ({status:?}); forwarding"),
                 );
-                host::increment(self.metrics.cache_errors);
+                self.metrics.count(Counter::CacheErrors);
                 self.forward(config, false)
             }
         }
@@ -517,7 +571,7 @@ impl EdgeRequest {
         {
             let slot = streams_key(config, client);
             let lease_ns = config.stream_lease_seconds.saturating_mul(1_000_000_000);
-            match acquire_stream(&mut HostStore, &slot, max, host::now_ns(), lease_ns) {
+            match acquire_stream(&mut HostStore, &slot, max, now_ns(), lease_ns) {
                 Ok(true) => self.stream_slot = Some(slot),
                 Ok(false) => return self.limit(&reply::too_many_streams(max)),
                 Err(e) => host::log(
@@ -553,14 +607,14 @@ impl EdgeRequest {
             Lookup::Hit(entry) => self.on_cache_hit(config, &entry),
             Lookup::Miss => {
                 if let Some(key) = &self.key {
-                    let now = host::now_ns();
+                    let now = now_ns();
                     if let Some(value) = edge_cache::encode_absent(&config.cache, key, now) {
                         for class in [RouteClass::Chat, RouteClass::Stream] {
                             store_l1(config, key, class, value.clone());
                         }
                     }
                 }
-                host::increment(self.metrics.misses);
+                self.metrics.count(Counter::Misses);
                 self.forward(config, true);
             }
             Lookup::Failed(reason) => {
@@ -570,7 +624,7 @@ impl EdgeRequest {
                     Level::Debug,
                     &format!("libriassist edge: {reason}; forwarding"),
                 );
-                host::increment(self.metrics.cache_errors);
+                self.metrics.count(Counter::CacheErrors);
                 self.forward(config, true);
             }
         }
@@ -578,7 +632,7 @@ impl EdgeRequest {
 
     /// The origin's cache had the answer: both ready replies go to L1, this one is sent.
     fn on_cache_hit(&mut self, config: &Config, entry: &CachedAnswer) {
-        let now = host::now_ns();
+        let now = now_ns();
         let mut mine = None;
         for class in [RouteClass::Chat, RouteClass::Stream] {
             let template = reply::hit_template(class, entry);
@@ -601,7 +655,7 @@ impl EdgeRequest {
                 }
             }
             None => {
-                host::increment(self.metrics.hits);
+                self.metrics.count(Counter::Hits);
                 let elapsed_ms = now.saturating_sub(self.started_ns) as f64 / 1e6;
                 if self.answer(&reply::cache_hit(self.class, entry.clone(), elapsed_ms))
                     == Action::Continue
@@ -623,7 +677,7 @@ impl EdgeRequest {
 
     fn release_stream_slot(&mut self) {
         if let Some(slot) = self.stream_slot.take() {
-            if let Err(e) = release_stream(&mut HostStore, &slot, host::now_ns()) {
+            if let Err(e) = release_stream(&mut HostStore, &slot, now_ns()) {
                 host::log(
                     Level::Warn,
                     &format!(

@@ -320,9 +320,10 @@ pub fn define_counter(name: &str) -> Option<u32> {
     }
 }
 
-pub fn increment(id: Option<u32>) {
+/// Adds `count` to a counter.
+pub fn increment(id: Option<u32>, count: u64) {
     if let Some(id) = id {
         // SAFETY: no pointers.
-        let _ = unsafe { proxy_increment_metric(id, 1) };
+        let _ = unsafe { proxy_increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX)) };
     }
 }

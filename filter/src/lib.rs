@@ -32,6 +32,7 @@
 //! `libriassist_edge_cache_errors`, `libriassist_edge_rate_limited`, `libriassist_edge_rejected`.
 
 pub mod config;
+pub mod counters;
 pub mod edge_cache;
 pub mod identity;
 pub mod pairs;

@@ -231,8 +231,21 @@ impl Envoy {
             .unwrap_or_default()
     }
 
+    /// The value of one of the filter's counters once it reaches `at_least`, or as it is after
+    /// 5 s: each worker adds its counts to Envoy's on its 1 s tick.
+    pub async fn counter_reaching(&self, name: &str, at_least: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let value = self.metric(name).await.unwrap_or(0);
+            if value >= at_least || Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The value of one Prometheus sample (`name{}` or `name{...}`), summed over its labels.
-    pub async fn metric(&self, name: &str) -> Option<u64> {
+    async fn metric(&self, name: &str) -> Option<u64> {
         let text = self.prometheus().await;
         let mut found = None;
         for line in text.lines().filter(|l| !l.starts_with('#')) {

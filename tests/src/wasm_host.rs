@@ -257,6 +257,13 @@ impl FilterVm {
         &self.store.data().calls
     }
 
+    /// What Envoy does every tick period on this worker's root context.
+    pub fn tick(&mut self) -> wasmtime::Result<()> {
+        self.store.data_mut().current = self.root;
+        let root = self.root as i32;
+        self.call_void("proxy_on_tick", &[root])
+    }
+
     /// Makes every `dispatch_http_call` fail as for an unknown cluster.
     pub fn fail_dispatch(&mut self, fail: bool) {
         self.store.data_mut().fail_dispatch = fail;

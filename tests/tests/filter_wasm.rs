@@ -140,6 +140,7 @@ fn rate_limit_is_shared_by_workers_and_per_client() {
         worker.finish(ctx).unwrap();
     }
     assert_eq!(statuses, [None, None, None, Some(429)]);
+    b.tick().unwrap();
     assert_eq!(cluster.counter("libriassist_edge_rate_limited"), 1);
 
     // Another client is served meanwhile; the first one again after a refill.
@@ -282,6 +283,7 @@ fn bad_chat_requests_get_the_origin_errors() {
         assert_eq!((status, code.as_str()), (want_status, want_code));
     }
     assert!(vm.calls().is_empty(), "nothing invalid is looked up");
+    vm.tick().unwrap();
     assert_eq!(cluster.counter("libriassist_edge_rejected"), 10);
     assert_no_panic(&vm);
 }
@@ -361,6 +363,7 @@ fn miss_forwards_the_untouched_request_with_its_key() {
         stream.header("content-length"),
         Some(b.len().to_string().as_str())
     );
+    vm.tick().unwrap();
     assert_eq!(cluster.counter("libriassist_edge_cache_misses"), 1);
     vm.finish(ctx).unwrap();
     assert_no_panic(&vm);
@@ -406,6 +409,11 @@ fn hits_are_answered_at_the_edge_then_from_l1() {
         })
         .collect();
     assert_eq!(answer, entry().answer);
+    // Each worker adds what it counted to Envoy's counters on its tick.
+    assert_eq!(cluster.counter("libriassist_edge_cache_hits"), 0);
+    a.tick().unwrap();
+    assert_eq!(cluster.counter("libriassist_edge_cache_hits"), 1);
+    b.tick().unwrap();
     assert_eq!(cluster.counter("libriassist_edge_cache_hits"), 2);
 
     // After the short TTL, L1 no longer answers: the origin is asked again.
@@ -440,6 +448,7 @@ fn cache_failures_fail_open() {
         );
         assert!(stream.header("x-libriassist-cache-key").is_some());
     }
+    vm.tick().unwrap();
     assert_eq!(cluster.counter("libriassist_edge_cache_errors"), 4);
 
     // The cache cluster cannot even be called: the body callback lets the request through.
@@ -509,10 +518,14 @@ fn a_key_the_origin_just_lacked_goes_straight_to_the_origin() {
     }
     assert_eq!(a.calls().len(), 1);
     assert!(b.calls().is_empty());
+    a.tick().unwrap();
+    b.tick().unwrap();
     assert_eq!(cluster.counter("libriassist_edge_cache_misses"), 3);
 
-    // A second later the origin is asked again, and its answer is served.
+    // A second later the origin is asked again, and its answer is served. (A worker judges
+    // its own copy of the entry by the time it last read, at most a tick old: here the tick's.)
     b.set_time_ns(1_001 * S + S / 10);
+    b.tick().unwrap();
     let (ctx, action) = ask(&mut b, CHAT, question, "192.0.2.2:1");
     assert_eq!(action, Action::Pause);
     let reply = answered_from_the_origin_cache(&mut b, ctx);
