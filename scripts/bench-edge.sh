@@ -76,11 +76,12 @@ WASM=target/wasm32-wasip1/release/libriassist_filter.wasm
 # Reference modules: outside the workspace, with the workspace's lock file so proxy-wasm and
 # its dependencies are the filter's exact versions, and the filter's release profile.
 # reference_module NAME: builds target/bench-edge-NAME-filter from the Rust source on stdin
-# and prints the path of its .wasm.
+# and prints the path of its .wasm. The reference modules use no SDK and export only the
+# callbacks they use, as the filter does (`filter/src/abi.rs`): Envoy calls into the VM for
+# every callback a module exports, so a module exporting more would cost more than it must.
 reference_module() {
     local src=target/bench-edge-$1-filter
     mkdir -p "$src/src"
-    cp Cargo.lock "$src/"
     cat >"$src/Cargo.toml" <<EOF
 [package]
 name = "$1-filter"
@@ -91,9 +92,6 @@ publish = false
 [lib]
 crate-type = ["cdylib"]
 
-[dependencies]
-proxy-wasm = "=0.2.5"
-
 [profile.release]
 opt-level = "s"
 codegen-units = 1
@@ -101,34 +99,34 @@ strip = "debuginfo"
 
 [workspace]
 EOF
-    cat >"$src/src/lib.rs"
+    cat >"$src/src/lib.rs" <<'EOF'
+// What Envoy needs to load a module and create its contexts.
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut bytes: Vec<std::mem::MaybeUninit<u8>> = Vec::with_capacity(size);
+    unsafe { bytes.set_len(size) };
+    Box::into_raw(bytes.into_boxed_slice()).cast::<u8>()
+}
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(_: u32, _: u32) {}
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_: u32, _: usize) -> u32 {
+    1
+}
+EOF
+    cat >>"$src/src/lib.rs"
     cargo build -q --release --target wasm32-wasip1 --manifest-path "$src/Cargo.toml"
     echo "$src/target/wasm32-wasip1/release/$1_filter.wasm"
 }
 
-# The empty module: what any Rust proxy-wasm filter costs before it does any work.
+# The empty module: what any proxy-wasm filter costs before it does any work.
 EMPTY_WASM=$(reference_module empty <<'EOF'
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
-
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| Box::new(Root));
-}}
-
-struct Root;
-impl Context for Root {}
-impl RootContext for Root {
-    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Pass))
-    }
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(_: u32, _: usize) -> u32 {
+    1
 }
-
-struct Pass;
-impl Context for Pass {}
-impl HttpContext for Pass {}
 EOF
 )
 
@@ -138,62 +136,78 @@ EOF
 # go on. No identity, limits, validation, key or cache: besides Envoy's callbacks, only the
 # two host calls every filter answering from the body makes.
 FLOOR_WASM=$(reference_module floor <<'EOF'
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::ptr::{null, null_mut};
 
-proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| Box::new(Root { reply: None }));
-}}
-
-struct Root {
-    reply: Option<Rc<Vec<u8>>>,
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_buffer_bytes(kind: u32, start: usize, max: usize, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_send_local_response(status: u32, details: *const u8, details_size: usize, body: *const u8,
+        body_size: usize, headers: *const u8, headers_size: usize, grpc_status: i32) -> u32;
+    fn proxy_replace_header_map_value(map: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
 }
-impl Context for Root {}
-impl RootContext for Root {
-    fn on_configure(&mut self, _: usize) -> bool {
-        let config = self.get_plugin_configuration().unwrap_or_default();
-        let bytes = std::str::from_utf8(&config).ok().and_then(|c| c.trim().parse::<usize>().ok());
-        self.reply = bytes.map(|n| {
+
+thread_local! {
+    static REPLY: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+fn buffer(kind: u32, size: usize) -> Vec<u8> {
+    let (mut data, mut len) = (null_mut(), 0usize);
+    if unsafe { proxy_get_buffer_bytes(kind, 0, size, &mut data, &mut len) } != 0 || data.is_null() {
+        return Vec::new();
+    }
+    unsafe { Vec::from_raw_parts(data, len, len) }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
+    let config = buffer(7, size);
+    let bytes = std::str::from_utf8(&config).ok().and_then(|c| c.trim().parse::<usize>().ok());
+    REPLY.with(|r| {
+        *r.borrow_mut() = bytes.map(|n| {
             let mut body = b"{\"answer\":\"".to_vec();
             body.resize(n.saturating_sub(2).max(body.len()), b'x');
             body.extend_from_slice(b"\"}");
-            Rc::new(body)
-        });
-        true
-    }
-    fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Floor { reply: self.reply.clone() }))
-    }
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+            body
+        })
+    });
+    1
 }
 
-struct Floor {
-    reply: Option<Rc<Vec<u8>>>,
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(_: u32, _: usize, end_of_stream: u32) -> u32 {
+    (end_of_stream == 0) as u32
 }
-impl Context for Floor {}
-impl HttpContext for Floor {
-    fn on_http_request_headers(&mut self, _: usize, end_of_stream: bool) -> Action {
-        if end_of_stream { Action::Continue } else { Action::Pause }
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(_: u32, size: usize, end_of_stream: u32) -> u32 {
+    if end_of_stream == 0 {
+        return 1;
     }
-    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        if !end_of_stream {
-            return Action::Pause;
+    let body = buffer(0, size);
+    REPLY.with(|r| match r.borrow().as_ref() {
+        Some(reply) if !body.is_empty() => {
+            // One header, content-type: application/json, in the ABI's pairs format.
+            let (k, v) = (&b"content-type"[..], &b"application/json"[..]);
+            let mut headers = 1u32.to_le_bytes().to_vec();
+            headers.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            headers.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            headers.extend_from_slice(k);
+            headers.push(0);
+            headers.extend_from_slice(v);
+            headers.push(0);
+            unsafe {
+                proxy_send_local_response(200, null(), 0, reply.as_ptr(), reply.len(),
+                    headers.as_ptr(), headers.len(), -1)
+            };
+            1
         }
-        let body = self.get_http_request_body(0, size).unwrap_or_default();
-        match &self.reply {
-            Some(reply) if !body.is_empty() => {
-                self.send_http_response(200, vec![("content-type", "application/json")], Some(reply));
-                Action::Pause
-            }
-            _ => {
-                self.set_http_request_header("x-floor", Some("1"));
-                Action::Continue
-            }
+        _ => {
+            let (k, v) = (&b"x-floor"[..], &b"1"[..]);
+            unsafe { proxy_replace_header_map_value(0, k.as_ptr(), k.len(), v.as_ptr(), v.len()) };
+            0
         }
-    }
+    })
 }
 EOF
 )

@@ -22,6 +22,7 @@
 //! body, two clock reads, the reply; six when the worker has no fresh copy of the entry); a
 //! chat request the origin had no answer for a moment ago three (headers, body, key header).
 
+use crate::abi::{self, Action};
 use crate::config::Config;
 use crate::counters::{Counter, Pending};
 use crate::edge_cache::{self, Lookup, L1, MAX_LOOKUP_BODY_BYTES};
@@ -35,11 +36,8 @@ use crate::shared::{SeededFnv, SeededMap, SharedStore};
 use libriassist_protocol::headers::{CACHE_KEY, REQUEST_ID};
 use libriassist_protocol::limits::MAX_BODY_BYTES;
 use libriassist_protocol::{cache_key, parse_chat_request, CacheKey, CachedAnswer};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
 
 /// How often a worker drops the rate-limit tokens it holds (see `ratelimit`).
 const TICK_MS: u32 = 1_000;
@@ -162,12 +160,13 @@ fn key_of(body: &[u8]) -> Result<CacheKey, libriassist_protocol::ErrorDetail> {
     Ok(key)
 }
 
-proxy_wasm::main! {{
+/// Once per VM, before any context: a panic (a bug; none is expected on any input) is logged
+/// before the VM dies.
+pub fn start() {
     std::panic::set_hook(Box::new(|info| {
         host::log(Level::Error, &format!("libriassist edge: panic: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| Box::new(EdgeRoot::default()));
-}}
+}
 
 /// A worker's counters: Envoy's metric ids and the counts not yet added to them.
 #[derive(Default)]
@@ -203,22 +202,15 @@ impl Metrics {
     }
 }
 
+/// A plugin's root context on one worker: its configuration and counters.
 #[derive(Default)]
-struct EdgeRoot {
+pub struct EdgeRoot {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
 }
 
-impl Context for EdgeRoot {
-    fn on_done(&mut self) -> bool {
-        // The VM is going away (configuration removed, Envoy draining): count what it saw.
-        self.metrics.flush();
-        true
-    }
-}
-
-impl RootContext for EdgeRoot {
-    fn on_configure(&mut self, size: usize) -> bool {
+impl EdgeRoot {
+    pub fn on_configure(&mut self, size: usize) -> bool {
         let bytes = if size == 0 {
             Vec::new()
         } else {
@@ -263,29 +255,20 @@ impl RootContext for EdgeRoot {
         }
     }
 
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         LEASES.with(|l| l.borrow_mut().clear());
         now_ns();
         self.metrics.flush();
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // Always a context: the SDK panics on None. Without a configuration it passes through.
-        Some(Box::new(EdgeRequest {
-            config: self.config.clone(),
-            metrics: self.metrics.clone(),
-            class: RouteClass::Other,
-            client: None,
-            started_ns: 0,
-            request_id: None,
-            state: State::PassThrough,
-            key: None,
-            stream_slot: None,
-        }))
+    /// The context of request `id`; without a configuration it passes through.
+    pub fn new_request(&self, id: u32) -> EdgeRequest {
+        EdgeRequest::new(id, self.config.clone(), self.metrics.clone())
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// The VM is going away (configuration removed, Envoy draining): count what it saw.
+    pub fn on_delete(&self) {
+        self.metrics.flush();
     }
 }
 
@@ -298,7 +281,10 @@ enum State {
     Answered,
 }
 
-struct EdgeRequest {
+/// One request on one worker, from its headers to its deletion.
+pub struct EdgeRequest {
+    /// Envoy's context id, to route the cache lookup's answer back here.
+    id: u32,
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     class: RouteClass,
@@ -312,6 +298,26 @@ struct EdgeRequest {
 }
 
 impl EdgeRequest {
+    /// A request that passes through untouched.
+    pub fn unconfigured(id: u32) -> EdgeRequest {
+        EdgeRequest::new(id, None, Rc::default())
+    }
+
+    fn new(id: u32, config: Option<Rc<Config>>, metrics: Rc<Metrics>) -> EdgeRequest {
+        EdgeRequest {
+            id,
+            config,
+            metrics,
+            class: RouteClass::Other,
+            client: None,
+            started_ns: 0,
+            request_id: None,
+            state: State::PassThrough,
+            key: None,
+            stream_slot: None,
+        }
+    }
+
     /// Replies locally; Envoy sends the reply once the callback returns.
     fn answer(&mut self, reply: &LocalReply) -> Action {
         let sent = host::send(reply, self.request_id.as_deref());
@@ -531,22 +537,18 @@ impl EdgeRequest {
         if let Some(id) = self.request_id.as_deref() {
             headers.push((REQUEST_ID, id));
         }
-        let timeout = Duration::from_millis(u64::from(config.cache.timeout_ms));
-        match proxy_wasm::hostcalls::dispatch_http_call(
-            &config.cache.cluster,
-            headers,
-            None,
-            vec![],
-            timeout,
-        ) {
-            Ok(_) => {
+        match host::http_call(&config.cache.cluster, &headers, config.cache.timeout_ms) {
+            Ok(token) => {
+                abi::expect_answer(token, self.id);
                 self.state = State::AwaitingCache;
                 Action::Pause
             }
             Err(status) => {
                 host::log(
                     Level::Warn,
-                    &format!("libriassist edge: cache lookup not sent ({status:?}); forwarding"),
+                    &format!(
+                        "libriassist edge: cache lookup not sent (status {status}); forwarding"
+                    ),
                 );
                 self.metrics.count(Counter::CacheErrors);
                 self.forward(config, false)
@@ -689,14 +691,9 @@ impl EdgeRequest {
     }
 }
 
-impl Context for EdgeRequest {
-    fn on_http_call_response(
-        &mut self,
-        _token_id: u32,
-        num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+/// The callbacks `abi` routes here.
+impl EdgeRequest {
+    pub fn on_http_call_response(&mut self, num_headers: usize, body_size: usize) {
         if self.state != State::AwaitingCache {
             return;
         }
@@ -705,21 +702,14 @@ impl Context for EdgeRequest {
         }
     }
 
-    fn on_done(&mut self) -> bool {
-        self.release_stream_slot();
-        true
-    }
-}
-
-impl HttpContext for EdgeRequest {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
         match self.config.clone() {
             Some(config) => self.on_headers(&config, end_of_stream),
             None => Action::Continue,
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.state != State::ReadingBody {
             return if self.state == State::PassThrough || self.state == State::Forwarded {
                 Action::Continue
@@ -740,7 +730,7 @@ impl HttpContext for EdgeRequest {
         self.on_body_complete(&config, &body)
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub fn on_request_trailers(&mut self) -> Action {
         // A body followed by trailers never comes with end_of_stream; it ends here instead.
         if self.state != State::ReadingBody {
             return Action::Continue;
@@ -755,7 +745,8 @@ impl HttpContext for EdgeRequest {
         self.on_body_complete(&config, &body)
     }
 
-    fn on_log(&mut self) {
+    /// Envoy is done with the request, however it ended.
+    pub fn on_delete(&mut self) {
         self.release_stream_slot();
     }
 }

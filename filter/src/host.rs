@@ -2,10 +2,9 @@
 //!
 //! The SDK's `hostcalls` panic on any status they did not expect and unwrap UTF-8 in header
 //! values; a panic kills the worker's VM (and, with FAIL_CLOSED, every later request on it).
-//! These wrappers import the same ABI 0.2.1 functions and turn every status into a `Result`
-//! or an `Option`, so the glue decides what a failure means (usually: carry on, fail open).
-//! Only `dispatch_http_call` still goes through the SDK, which must register the token to
-//! route the response back to the right context.
+//! These wrappers import the ABI 0.2.1 functions the filter uses and turn every status into a
+//! `Result` or an `Option`, so the glue decides what a failure means (usually: carry on, fail
+//! open).
 
 use crate::pairs;
 use crate::reply::LocalReply;
@@ -112,6 +111,20 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        return_token: *mut u32,
+    ) -> u32;
 }
 
 /// Takes ownership of bytes the host allocated through `proxy_on_memory_allocate`.
@@ -122,7 +135,8 @@ unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() {
         return Vec::new();
     }
-    // SAFETY: the SDK's allocator gave the host a boxed slice of exactly `size` bytes.
+    // SAFETY: `abi::proxy_on_memory_allocate` gave the host a boxed slice of exactly `size`
+    // bytes.
     unsafe { Vec::from_raw_parts(data, size, size) }
 }
 
@@ -325,5 +339,46 @@ pub fn increment(id: Option<u32>, count: u64) {
     if let Some(id) = id {
         // SAFETY: no pointers.
         let _ = unsafe { proxy_increment_metric(id, i64::try_from(count).unwrap_or(i64::MAX)) };
+    }
+}
+
+/// Sends a GET-like request (no body) to `cluster`; the answer comes to
+/// `proxy_on_http_call_response` with the token returned.
+///
+/// # Errors
+/// The host status, e.g. BadArgument for an unknown cluster.
+pub fn http_call(cluster: &str, headers: &[(&str, &str)], timeout_ms: u32) -> Result<u32, u32> {
+    let headers = pairs::encode(headers);
+    let trailers = pairs::encode::<&str, &str>(&[]);
+    let mut token = 0u32;
+    // SAFETY: pointers and lengths of live buffers, valid out pointer.
+    match unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            null(),
+            0,
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    } {
+        OK => Ok(token),
+        status => Err(status),
+    }
+}
+
+/// Makes the next host calls act on the request `context` (for callbacks on the root context).
+///
+/// # Errors
+/// The host status, e.g. NotFound for a request that is gone.
+pub fn set_effective_context(context: u32) -> Result<(), u32> {
+    // SAFETY: no pointers.
+    match unsafe { proxy_set_effective_context(context) } {
+        OK => Ok(()),
+        status => Err(status),
     }
 }

@@ -7,8 +7,8 @@
 //! from its bucket, and on the two chat routes check method, content type and size, validate
 //! the body with `protocol`, derive the cache key, answer hits from L1 or the origin's cache
 //! endpoint, and forward misses with the key. Everything it decides is in the pure modules
-//! below, tested natively; `glue` (the callbacks) and `host` (non-panicking host calls) exist
-//! on wasm32 only and only move data.
+//! below, tested natively; `abi` (the exported entry points), `glue` (what each callback does)
+//! and `host` (non-panicking host calls) exist on wasm32 only and only move data.
 //!
 //! Envoy must run the filter with `allow_on_headers_stop_iteration: true` (the filter holds a
 //! chat request's headers while reading its body) and the connection manager with
@@ -43,6 +43,8 @@ pub mod route;
 pub mod shared;
 pub mod token_bucket;
 
+#[cfg(target_arch = "wasm32")]
+mod abi;
 #[cfg(target_arch = "wasm32")]
 mod glue;
 #[cfg(target_arch = "wasm32")]

@@ -360,13 +360,25 @@ impl FilterVm {
         result
     }
 
-    /// Ends the stream as Envoy does: access log, done, delete.
+    /// Ends the stream as Envoy does: access log, done, delete, each only if the module
+    /// exports it (Envoy makes no call for a callback that is not exported).
     pub fn finish(&mut self, context: u32) -> wasmtime::Result<()> {
         self.store.data_mut().current = context;
-        self.call_void("proxy_on_log", &[context as i32])?;
-        self.call_i32("proxy_on_done", &[context as i32])?;
-        self.call_void("proxy_on_delete", &[context as i32])?;
+        for (name, returns) in [
+            ("proxy_on_log", false),
+            ("proxy_on_done", true),
+            ("proxy_on_delete", false),
+        ] {
+            if self.exports(name) {
+                self.call_raw(name, &[context as i32], returns)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the module exports the function `name`.
+    pub fn exports(&mut self, name: &str) -> bool {
+        self.instance.get_func(&mut self.store, name).is_some()
     }
 
     fn stream_mut(&mut self, context: u32) -> &mut Stream {

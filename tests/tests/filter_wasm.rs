@@ -315,6 +315,34 @@ fn api_keys_when_configured() {
     assert_eq!(vm.request_headers(ctx, true).unwrap(), Action::Continue);
 }
 
+/// Envoy calls into the VM only for the callbacks a module exports. The filter has nothing
+/// to do with responses, so a response (each event of a stream) never enters it, nor does
+/// the access log; a stream slot is given back on delete, which Envoy calls for every stream.
+#[test]
+fn responses_never_enter_the_filter() {
+    let cluster = cluster();
+    let mut vm = vm(&cluster, "{}");
+    for callback in [
+        "proxy_on_response_headers",
+        "proxy_on_response_body",
+        "proxy_on_response_trailers",
+        "proxy_on_log",
+        "proxy_on_done",
+    ] {
+        assert!(!vm.exports(callback), "{callback} is exported");
+    }
+    for callback in [
+        "proxy_on_request_headers",
+        "proxy_on_request_body",
+        "proxy_on_request_trailers",
+        "proxy_on_http_call_response",
+        "proxy_on_tick",
+        "proxy_on_delete",
+    ] {
+        assert!(vm.exports(callback), "{callback} is not exported");
+    }
+}
+
 #[test]
 fn miss_forwards_the_untouched_request_with_its_key() {
     let cluster = cluster();
