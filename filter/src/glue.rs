@@ -10,7 +10,7 @@
 //!    cache endpoint and pause;
 //! 3. cache answer: a hit is replied here; a miss or any failure adds the key header, takes a
 //!    stream slot for SSE, and resumes the request toward the origin.
-//!    The stream slot is given back when Envoy logs or destroys the request.
+//!    The stream slot is given back when Envoy deletes the request, however it ended.
 //!
 //! Host calls are what a request pays for here (each one crosses between V8 and Envoy, and
 //! those that return data call back into the module to allocate it), so each path makes few:

@@ -27,9 +27,10 @@
 //!  "api_key": {"header": "x-api-key", "keys_sha256": ["<64 hex digits>"], "required": true}}
 //! ```
 //!
-//! Counters (Envoy `/stats`: `wasmcustom.<name>`; `/stats/prometheus`: `<name>`):
-//! `libriassist_edge_cache_hits`, `libriassist_edge_cache_misses`,
-//! `libriassist_edge_cache_errors`, `libriassist_edge_rate_limited`, `libriassist_edge_rejected`.
+//! Counters (Envoy `/stats`: `wasmcustom.<name>`; `/stats/prometheus`: `<name>`), added by
+//! each worker on its 1 s tick (see `counters`): `libriassist_edge_cache_hits`,
+//! `libriassist_edge_cache_misses`, `libriassist_edge_cache_errors`,
+//! `libriassist_edge_rate_limited`, `libriassist_edge_rejected`.
 
 pub mod config;
 pub mod counters;
