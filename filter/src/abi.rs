@@ -87,7 +87,9 @@ pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
 pub extern "C" fn proxy_on_context_create(id: u32, root_id: u32) {
     if root_id == 0 {
         // Never replaces a root: its configuration and counters would be lost.
-        ROOTS.with(|r| r.borrow_mut().entry(id).or_default());
+        ROOTS.with(|r| {
+            r.borrow_mut().entry(id).or_default();
+        });
         return;
     }
     // A request of an unknown root passes through untouched.
