@@ -1,6 +1,13 @@
 //! Fusion of the BM25 and vector rankings into one. Each list gives every passage a value, a
-//! passage absent from a list gets that list's value for "absent", and the fused score is the
-//! weighted sum of the two values. Two ways to value a list:
+//! passage absent from a list gets that list's value for "absent", and a passage's own fused
+//! value is the weighted sum of its two values. Lists also vote for documents, the same way
+//! with one entry per document (its best passage in that list), and a document's passages
+//! move together to where its fused score puts its best one, keeping their gaps below it.
+//! Voting per document matters when a document has several passages: the question's words
+//! may match one section and its meaning another, and per passage the document's support
+//! would be split between two passages that each get one list's value and the other's floor
+//! (on service-public, a fiche second in both lists behind two different fiches came third).
+//! With one passage per document, as in an FAQ, nothing moves. Two ways to value a list:
 //!
 //! - **z-score** (the default): a passage's score minus the list's mean, over the list's
 //!   standard deviation; absent passages get the lowest z of the list. BM25 scores (unbounded,
@@ -17,7 +24,8 @@
 //! tuned on one alone loses on the other.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -61,10 +69,66 @@ impl Fusion {
         }
     }
 
-    /// Fuses the two lists (each best first) into one, best first; ties go to the passage that
-    /// ranks better in the dense list, then to the lower passage number, so the order is
-    /// deterministic.
-    pub fn fuse(&self, bm25: &[(u32, f32)], dense: &[(u32, f32)]) -> Vec<(u32, f32)> {
+    /// Fuses the two lists (each best first) into one, best first: each passage's own fused
+    /// value, moved by its document's fused score minus the own value of the document's best
+    /// passage. Ties go to the passage that ranks better in the dense list, then to the lower
+    /// passage number, so the order is deterministic. `doc_of` names a passage's document.
+    pub fn fuse<D: Hash + Eq + Copy>(
+        &self,
+        bm25: &[(u32, f32)],
+        dense: &[(u32, f32)],
+        doc_of: impl Fn(u32) -> D,
+    ) -> Vec<(u32, f32)> {
+        let (bm25_docs, bm25_doc_absent) = self.document_values(bm25, &doc_of);
+        let (dense_docs, dense_doc_absent) = self.document_values(dense, &doc_of);
+        let document = |doc: &D| {
+            self.bm25_weight * bm25_docs.get(doc).copied().unwrap_or(bm25_doc_absent)
+                + self.dense_weight * dense_docs.get(doc).copied().unwrap_or(dense_doc_absent)
+        };
+        let passages = self.fuse_passages(bm25, dense);
+        let mut best: HashMap<D, f32> = HashMap::with_capacity(passages.len());
+        for &(ord, own, _) in &passages {
+            let b = best.entry(doc_of(ord)).or_insert(own);
+            *b = b.max(own);
+        }
+        let shift: HashMap<D, f32> = best
+            .into_iter()
+            .map(|(doc, own)| (doc, document(&doc) - own))
+            .collect();
+        let mut out: Vec<(u32, f32, usize)> = passages
+            .into_iter()
+            .map(|(ord, own, rank)| {
+                let moved = shift.get(&doc_of(ord)).copied().unwrap_or(0.0);
+                (ord, own + moved, rank)
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
+        out.into_iter().map(|(o, s, _)| (o, s)).collect()
+    }
+
+    /// Each document's value in `list` (its first, best, passage's, valued among one entry per
+    /// document), and the value of a document absent from it.
+    fn document_values<D: Hash + Eq + Copy>(
+        &self,
+        list: &[(u32, f32)],
+        doc_of: impl Fn(u32) -> D,
+    ) -> (HashMap<D, f32>, f32) {
+        let mut seen = HashSet::with_capacity(list.len());
+        let firsts: Vec<(D, f32)> = list
+            .iter()
+            .map(|&(ord, score)| (doc_of(ord), score))
+            .filter(|(doc, _)| seen.insert(*doc))
+            .collect();
+        let numbered: Vec<(u32, f32)> = (0u32..).zip(firsts.iter().map(|x| x.1)).collect();
+        let (values, absent) = self.values(&numbered);
+        (
+            firsts.into_iter().map(|x| x.0).zip(values).collect(),
+            absent,
+        )
+    }
+
+    /// Each passage of either list with its own fused value and its dense rank.
+    fn fuse_passages(&self, bm25: &[(u32, f32)], dense: &[(u32, f32)]) -> Vec<(u32, f32, usize)> {
         let (bm25_values, bm25_absent) = self.values(bm25);
         let (dense_values, dense_absent) = self.values(dense);
         // Per passage: BM25 value, dense value, dense rank.
@@ -79,12 +143,10 @@ impl Fusion {
                 (e.1, e.2) = (v, rank);
             }
         }
-        let mut out: Vec<(u32, f32, usize)> = parts
+        parts
             .into_iter()
             .map(|(o, (b, d, r))| (o, self.bm25_weight * b + self.dense_weight * d, r))
-            .collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
-        out.into_iter().map(|(o, s, _)| (o, s)).collect()
+            .collect()
     }
 
     /// The value of each passage of `list` (best first), and the value of an absent passage.
@@ -134,10 +196,33 @@ mod tests {
         // 7 is second in both lists; 1 is first in BM25 only, 2 first in dense only.
         let bm25 = [(1, 12.0), (7, 9.0), (3, 1.0)];
         let dense = [(2, 0.9), (7, 0.88), (4, 0.8)];
-        let fused = f.fuse(&bm25, &dense);
+        let fused = f.fuse(&bm25, &dense, |o| o);
         let ords: Vec<u32> = fused.iter().map(|x| x.0).collect();
         assert_eq!(ords, [7, 2, 1, 4, 3]);
         assert!((fused[0].1 - 2.0 / 62.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_document_both_lists_rank_second_wins_even_from_two_passages() {
+        // Document 'x' has passages 1 and 2: BM25 ranks it second by passage 1, vectors by
+        // passage 2, each behind another document. Per passage neither would lead.
+        let doc = |o: u32| match o {
+            1 | 2 => 'x',
+            3 => 'y',
+            4 => 'z',
+            5 => 'w',
+            _ => 'v',
+        };
+        let bm25 = [(3, 12.0), (1, 9.0), (5, 1.0)];
+        let dense = [(4, 0.9), (2, 0.88), (6, 0.8)];
+        let ords: Vec<u32> = PAPER.fuse(&bm25, &dense, doc).iter().map(|x| x.0).collect();
+        assert_eq!(ords, [2, 1, 4, 3, 6, 5]);
+        let per_passage: Vec<u32> = PAPER
+            .fuse(&bm25, &dense, |o| o)
+            .iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(per_passage[..2], [4, 3]);
     }
 
     #[test]
@@ -148,20 +233,20 @@ mod tests {
             dense_weight: 2.0,
             ..PAPER
         };
-        assert_eq!(dense_heavy.fuse(&bm25, &dense)[0].0, 2);
+        assert_eq!(dense_heavy.fuse(&bm25, &dense, |o| o)[0].0, 2);
         let bm25_heavy = Fusion {
             bm25_weight: 2.0,
             ..PAPER
         };
-        assert_eq!(bm25_heavy.fuse(&bm25, &dense)[0].0, 1);
+        assert_eq!(bm25_heavy.fuse(&bm25, &dense, |o| o)[0].0, 1);
         // Equal weights and symmetric ranks: the dense list breaks the tie.
-        assert_eq!(PAPER.fuse(&bm25, &dense)[0].0, 2);
+        assert_eq!(PAPER.fuse(&bm25, &dense, |o| o)[0].0, 2);
         let f = Fusion {
             method: FusionMethod::Rrf,
             ..Fusion::default()
         };
-        assert!((f.normalize(f.fuse(&[(5, 1.0)], &[(5, 1.0)])[0].1) - 1.0).abs() < 1e-6);
-        assert!(f.fuse(&[], &[]).is_empty());
+        assert!((f.normalize(f.fuse(&[(5, 1.0)], &[(5, 1.0)], |o| o)[0].1) - 1.0).abs() < 1e-6);
+        assert!(f.fuse(&[], &[], |o| o).is_empty());
     }
 
     #[test]
@@ -174,20 +259,20 @@ mod tests {
             dense_weight: 1.0,
             ..PAPER
         };
-        assert_eq!(rrf.fuse(&bm25, &dense)[0].0, 2);
-        let fused = Z.fuse(&bm25, &dense);
+        assert_eq!(rrf.fuse(&bm25, &dense, |o| o)[0].0, 2);
+        let fused = Z.fuse(&bm25, &dense, |o| o);
         assert_eq!(fused[0].0, 1);
         // A passage only one list has gets that list's lowest z from the other.
-        let fused = Z.fuse(&[(1, 3.0), (2, 1.0)], &[(3, 0.9), (1, 0.7)]);
+        let fused = Z.fuse(&[(1, 3.0), (2, 1.0)], &[(3, 0.9), (1, 0.7)], |o| o);
         let score = |o: u32| fused.iter().find(|x| x.0 == o).unwrap().1;
         assert!(
             (score(2) + 2.0).abs() < 1e-6,
             "lowest in BM25 and absent from vectors"
         );
         assert!((score(1) - 0.0).abs() < 1e-6 && (score(3) - 0.0).abs() < 1e-6);
-        assert!(Z.fuse(&[], &[]).is_empty());
+        assert!(Z.fuse(&[], &[], |o| o).is_empty());
         // One passage: z is 0 in both lists, the mean, which the client sees as 0.5.
-        let one = Z.fuse(&[(5, 2.0)], &[(5, 0.9)]);
+        let one = Z.fuse(&[(5, 2.0)], &[(5, 0.9)], |o| o);
         assert!((Z.normalize(one[0].1) - 0.5).abs() < 1e-6);
         assert!(Z.normalize(10.0) < 1.0 && Z.normalize(10.0) > Z.normalize(2.0));
     }

@@ -116,7 +116,7 @@ pub fn search(
             let dense = index.dense.search(v, depth);
             settings
                 .fusion
-                .fuse(&lexical, &dense)
+                .fuse(&lexical, &dense, |ord| index.document_of(ord))
                 .into_iter()
                 .take(settings.top_k)
                 .map(|(ord, fused)| Hit {
