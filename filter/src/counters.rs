@@ -41,7 +41,8 @@ impl Counter {
         }
     }
 
-    const fn index(self) -> usize {
+    /// Its place in [`Counter::ALL`].
+    pub const fn index(self) -> usize {
         self as usize
     }
 }

@@ -67,7 +67,7 @@ thread_local! {
     static RECENT: RefCell<RecentL1> =
         RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(31))));
     /// The latest time this worker read from Envoy (every read goes through `now_ns`, and the
-    /// tick reads it too), for the one use that may be a tick late (`recently_absent`).
+    /// tick reads it too), for the one use that may be a tick late (see `recent_l1`).
     static LAST_READ_NS: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -78,44 +78,50 @@ fn now_ns() -> u64 {
     now
 }
 
-/// Whether this worker's copy of the L1 value for `key` says the origin had no answer, judged
-/// by the latest time the worker read rather than a new read, so a repeated miss costs no host
-/// call for the clock. That time is at most a tick old, so an entry may outlive its TTL by as
-/// much; a stale "absent" only sends a request to the origin, which looks in its own cache
-/// anyway: it can cost an edge hit, never a wrong answer.
-fn recently_absent(key: &CacheKey, class: RouteClass) -> bool {
-    let id = (class == RouteClass::Stream, key.clone());
-    let last_read = LAST_READ_NS.with(Cell::get);
-    RECENT.with(|r| {
-        r.borrow()
-            .get(&id)
-            .is_some_and(|value| edge_cache::decode_l1(value, key, last_read) == L1::Absent)
-    })
+/// The time of one request, read from Envoy the first time it is asked for, if ever.
+#[derive(Default)]
+struct Clock(Option<u64>);
+
+impl Clock {
+    fn get(&mut self) -> u64 {
+        *self.0.get_or_insert_with(now_ns)
+    }
 }
 
 /// The L1 value for `key` and the reply of `class`: this worker's copy while it is fresh, else
 /// the shared one (then copied here). A copy is the same immutable value with the same expiry,
 /// so it answers exactly what shared data would until then (a slot later taken by another key
 /// or refreshed changes nothing a copy could get wrong), without the host call.
+///
+/// A copy that says the origin had no answer is judged by the latest time the worker read,
+/// without reading `clock`, so a repeated miss costs no host call for the time. That time is
+/// at most a tick old, so such an entry may outlive its TTL by as much; a stale "absent" only
+/// sends a request to the origin, which looks in its own cache anyway: it can cost an edge
+/// hit, never a wrong answer.
 fn recent_l1(
     config: &Config,
     key: &CacheKey,
     class: RouteClass,
-    now_ns: u64,
+    clock: &mut Clock,
 ) -> Option<(L1, Rc<[u8]>)> {
     let id = (class == RouteClass::Stream, key.clone());
     if let Some(value) = RECENT.with(|r| r.borrow().get(&id).cloned()) {
-        match edge_cache::decode_l1(&value, key, now_ns) {
-            L1::Nothing => {
-                RECENT.with(|r| r.borrow_mut().remove(&id));
-            }
-            found => return Some((found, value)),
+        let last_read = LAST_READ_NS.with(Cell::get);
+        match edge_cache::decode_l1(&value, key, last_read) {
+            L1::Absent => return Some((L1::Absent, value)),
+            // Expired by an earlier time, so expired now.
+            L1::Nothing => {}
+            L1::Answer => match edge_cache::decode_l1(&value, key, clock.get()) {
+                L1::Nothing => {}
+                found => return Some((found, value)),
+            },
         }
+        RECENT.with(|r| r.borrow_mut().remove(&id));
     }
     let Ok((Some(value), _)) = HostStore.get(&edge_cache::l1_key(&config.cache, key, class)) else {
         return None;
     };
-    match edge_cache::decode_l1(&value, key, now_ns) {
+    match edge_cache::decode_l1(&value, key, clock.get()) {
         L1::Nothing => None,
         found => {
             let value: Rc<[u8]> = Rc::from(value);
@@ -190,14 +196,14 @@ impl Metrics {
         if self.batched {
             self.pending.add(counter);
         } else {
-            host::increment(self.ids[counter as usize], 1);
+            host::increment(self.ids[counter.index()], 1);
         }
     }
 
     /// Adds the pending counts to Envoy's metrics.
     fn flush(&self) {
         for (counter, count) in self.pending.take() {
-            host::increment(self.ids[counter as usize], count);
+            host::increment(self.ids[counter.index()], count);
         }
     }
 }
@@ -503,17 +509,18 @@ impl EdgeRequest {
             Ok(key) => key,
             Err(detail) => return self.reject(&reply::error(detail)),
         };
-        if !config.cache.enabled || recently_absent(&key, self.class) {
+        if !config.cache.enabled {
             self.key = Some(key);
             self.metrics.count(Counter::Misses);
             return self.forward(config, false);
         }
-        let now = now_ns();
-        // Chat replies report the time since the request was complete, as the origin's do
-        // (its clock starts once it has read the body); a miss reads the clock only here.
-        self.started_ns = now;
-        match recent_l1(config, &key, self.class, now) {
+        let mut clock = Clock::default();
+        let found = recent_l1(config, &key, self.class, &mut clock);
+        match found {
             Some((L1::Answer, value)) => {
+                // Chat replies report the time since the request was complete, as the
+                // origin's do (its clock starts once it has read the body).
+                self.started_ns = clock.get();
                 self.key = Some(key);
                 let mut body = Vec::with_capacity(value.len() + 32);
                 body.extend_from_slice(&value);
@@ -525,7 +532,7 @@ impl EdgeRequest {
                 self.metrics.count(Counter::Misses);
                 return self.forward(config, false);
             }
-            _ => {}
+            _ => self.started_ns = clock.get(),
         }
         let path = edge_cache::lookup_path(&key);
         self.key = Some(key);

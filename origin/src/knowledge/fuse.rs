@@ -86,20 +86,21 @@ impl Fusion {
                 + self.dense_weight * dense_docs.get(doc).copied().unwrap_or(dense_doc_absent)
         };
         let passages = self.fuse_passages(bm25, dense);
-        let mut best: HashMap<D, f32> = HashMap::with_capacity(passages.len());
-        for &(ord, own, _) in &passages {
-            let b = best.entry(doc_of(ord)).or_insert(own);
-            *b = b.max(own);
+        let docs: Vec<D> = passages.iter().map(|p| doc_of(p.0)).collect();
+        // Per document: the own value of its best passage, then how far its passages move.
+        let mut moves: HashMap<D, f32> = HashMap::with_capacity(passages.len());
+        for (&(_, own, _), doc) in passages.iter().zip(&docs) {
+            let best = moves.entry(*doc).or_insert(own);
+            *best = best.max(own);
         }
-        let shift: HashMap<D, f32> = best
-            .into_iter()
-            .map(|(doc, own)| (doc, document(&doc) - own))
-            .collect();
+        for (doc, m) in &mut moves {
+            *m = document(doc) - *m;
+        }
         let mut out: Vec<(u32, f32, usize)> = passages
             .into_iter()
-            .map(|(ord, own, rank)| {
-                let moved = shift.get(&doc_of(ord)).copied().unwrap_or(0.0);
-                (ord, own + moved, rank)
+            .zip(&docs)
+            .map(|((ord, own, rank), doc)| {
+                (ord, own + moves.get(doc).copied().unwrap_or(0.0), rank)
             })
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
