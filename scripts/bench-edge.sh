@@ -40,7 +40,7 @@
 #   BENCH_EDGE_ROUNDS    rounds over all variants (default 3)
 #   BENCH_EDGE_CONNECTIONS  wrk connections (default 16)
 #
-# Every process (Redis, simulator, origin, eleven Envoys, wrk) is started here on 127.0.0.1,
+# Every process (Redis, simulator, origin, fourteen Envoys, wrk) is started here on 127.0.0.1,
 # ended by PID on exit, and the whole run is bounded: about ROUNDS x 12 x SECONDS plus a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -150,8 +150,11 @@ EOF
 # its configuration says, or (any other configuration) adds one header and lets the request
 # go on. No identity, limits, validation, key or cache: besides Envoy's callbacks, only the
 # two host calls every filter answering from the body makes. Its configuration may add, as
-# "BYTES CLOCK_READS HEADER_READS", that many clock reads and reads of the request headers
-# (one `proxy_get_header_map_pairs` each) before it answers: what one such call costs.
+# "BYTES CLOCK_READS HEADER_READS MEMORY_KB FUNCTIONS HIT_HEADERS", work before it answers:
+# clock reads and reads of the request headers (one `proxy_get_header_map_pairs` each), a
+# pass over MEMORY_KB of its own memory (one write per 64-byte line), calls to FUNCTIONS
+# distinct functions (at most 128; as much code run as the filter's own on a hit), and
+# (HIT_HEADERS 1) the hit's reply headers and details instead of a content type alone.
 FLOOR_WASM=$(reference_module floor <<'EOF'
 use std::cell::RefCell;
 use std::ptr::{null, null_mut};
@@ -170,6 +173,45 @@ thread_local! {
     static REPLY: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
     /// Clock reads and header reads made before answering.
     static EXTRA: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
+    /// Kilobytes of memory passed over, functions called, and the hit's reply headers.
+    static WORK: std::cell::Cell<(usize, usize, bool)> = const { std::cell::Cell::new((0, 0, false)) };
+    static MEMORY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+// Distinct code per constant: 128 functions the optimizer cannot merge.
+#[inline(never)]
+fn step<const I: u64>(x: u64) -> u64 {
+    let mut y = x ^ I.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for k in 0..3u64 {
+        y = y.rotate_left(((k + I) % 63) as u32).wrapping_mul((I << 1) | 1) ^ (y >> (I % 31 + 1));
+    }
+    y
+}
+macro_rules! steps { ($($i:literal)*) => { [$(step::<$i> as fn(u64) -> u64),*] } }
+static STEPS: [fn(u64) -> u64; 128] = steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20
+    21 22 23 24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51
+    52 53 54 55 56 57 58 59 60 61 62 63 64 65 66 67 68 69 70 71 72 73 74 75 76 77 78 79 80 81 82
+    83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109
+    110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127);
+
+fn work() {
+    let (kb, functions, _) = WORK.with(|w| w.get());
+    if kb > 0 {
+        MEMORY.with(|m| {
+            let mut m = m.borrow_mut();
+            m.resize(kb * 1024, 1);
+            let mut sum = 0u8;
+            for i in (0..m.len()).step_by(64) {
+                sum = sum.wrapping_add(m[i]);
+                m[i] = sum;
+            }
+        });
+    }
+    let mut x = 1u64;
+    for f in STEPS.iter().take(functions) {
+        x = f(std::hint::black_box(x));
+    }
+    std::hint::black_box(x);
 }
 
 fn extra_calls() {
@@ -202,6 +244,8 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
     let mut count = || words.next().and_then(|w| w.parse::<u32>().ok()).unwrap_or(0);
     let extra = (count(), count());
     EXTRA.with(|e| e.set(extra));
+    let work = (count() as usize, count() as usize, count() == 1);
+    WORK.with(|w| w.set(work));
     REPLY.with(|r| {
         *r.borrow_mut() = bytes.map(|n| {
             let mut body = b"{\"answer\":\"".to_vec();
@@ -225,20 +269,33 @@ pub extern "C" fn proxy_on_request_body(_: u32, size: usize, end_of_stream: u32)
     }
     let body = buffer(0, size);
     extra_calls();
+    work();
     REPLY.with(|r| match r.borrow().as_ref() {
         Some(reply) if !body.is_empty() => {
-            // One header, content-type: application/json, in the ABI's pairs format.
-            let (k, v) = (&b"content-type"[..], &b"application/json"[..]);
-            let mut headers = 1u32.to_le_bytes().to_vec();
-            headers.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            headers.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            headers.extend_from_slice(k);
-            headers.push(0);
-            headers.extend_from_slice(v);
-            headers.push(0);
+            // The headers in the ABI's pairs format: a count, the sizes, then each name and
+            // value followed by a NUL.
+            let hit_headers = WORK.with(|w| w.get().2);
+            let pairs: &[(&[u8], &[u8])] = if hit_headers {
+                &[(b"content-type", b"application/json"), (b"x-cache", b"edge"),
+                  (b"x-request-id", b"6a0d5c3e-1b7f-4b8e-9d3c-2f1e0a9b8c7d")]
+            } else {
+                &[(b"content-type", b"application/json")]
+            };
+            let mut headers = (pairs.len() as u32).to_le_bytes().to_vec();
+            for (k, v) in pairs {
+                headers.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                headers.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            }
+            for (k, v) in pairs {
+                headers.extend_from_slice(k);
+                headers.push(0);
+                headers.extend_from_slice(v);
+                headers.push(0);
+            }
+            let details: &[u8] = if hit_headers { b"libriassist_edge" } else { b"" };
             unsafe {
-                proxy_send_local_response(200, null(), 0, reply.as_ptr(), reply.len(),
-                    headers.as_ptr(), headers.len(), -1)
+                proxy_send_local_response(200, details.as_ptr(), details.len(), reply.as_ptr(),
+                    reply.len(), headers.as_ptr(), headers.len(), -1)
             };
             1
         }
@@ -523,13 +580,25 @@ FLHD_PORT=$(free_port)
 FLHD_ADMIN=$(free_port)
 render "$FLHD_PORT" "$FLHD_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 1" "$FLOOR_WASM" >"$TMP/floor-headers.yaml"
 start_envoy floor_headers "$TMP/floor-headers.yaml" "$FLHD_ADMIN"
+FLMEM_PORT=$(free_port)
+FLMEM_ADMIN=$(free_port)
+render "$FLMEM_PORT" "$FLMEM_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 0 128" "$FLOOR_WASM" >"$TMP/floor-memory.yaml"
+start_envoy floor_memory "$TMP/floor-memory.yaml" "$FLMEM_ADMIN"
+FLCODE_PORT=$(free_port)
+FLCODE_ADMIN=$(free_port)
+render "$FLCODE_PORT" "$FLCODE_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 0 0 128" "$FLOOR_WASM" >"$TMP/floor-code.yaml"
+start_envoy floor_code "$TMP/floor-code.yaml" "$FLCODE_ADMIN"
+FLREP_PORT=$(free_port)
+FLREP_ADMIN=$(free_port)
+render "$FLREP_PORT" "$FLREP_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 0 0 0 1" "$FLOOR_WASM" >"$TMP/floor-reply.yaml"
+start_envoy floor_reply "$TMP/floor-reply.yaml" "$FLREP_ADMIN"
 FLFW_PORT=$(free_port)
 FLFW_ADMIN=$(free_port)
 render "$FLFW_PORT" "$FLFW_ADMIN" "$UP_PORT" "$UP_PORT" forward "$FLOOR_WASM" >"$TMP/floor-forward.yaml"
 start_envoy floor_forward "$TMP/floor-forward.yaml" "$FLFW_ADMIN"
 
 # The proxies must see the upstream healthy before it gets traffic.
-for admin in "$PLAIN_ADMIN" "$POST_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN" "$FLOOR_ADMIN" "$FLCK_ADMIN" "$FLHD_ADMIN" "$FLFW_ADMIN"; do
+for admin in "$PLAIN_ADMIN" "$POST_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN" "$FLOOR_ADMIN" "$FLCK_ADMIN" "$FLHD_ADMIN" "$FLMEM_ADMIN" "$FLCODE_ADMIN" "$FLREP_ADMIN" "$FLFW_ADMIN"; do
     healthy=0
     for ((i = 0; i < 100; i++)); do
         if curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
@@ -575,10 +644,14 @@ VARIANTS=(
     "miss_nolookup|http://127.0.0.1:$NOLK_PORT/api/v1/chat|miss|$NOLK_ADMIN"
     "miss_floor|http://127.0.0.1:$FLFW_PORT/api/v1/chat|miss|$FLFW_ADMIN"
 )
-# For a closer look at a change: the floor answering hits after four clock reads (what a clock
-# read costs), and after one read of the request headers (the least a filter that must know
-# who asks and what costs). Run only when named in BENCH_EDGE_ONLY.
+# For a closer look at a change, the floor answering hits after: four clock reads (what a clock
+# read costs); one read of the request headers (the least a filter that must know who asks
+# and what costs); a pass over 128 KB of its memory; 128 distinct functions; or with the
+# hit's reply headers. Run only when named in BENCH_EDGE_ONLY.
 EXTRA_VARIANTS=(
+    "hit_floor_memory128|http://127.0.0.1:$FLMEM_PORT/api/v1/chat|hit|$FLMEM_ADMIN"
+    "hit_floor_code128|http://127.0.0.1:$FLCODE_PORT/api/v1/chat|hit|$FLCODE_ADMIN"
+    "hit_floor_reply|http://127.0.0.1:$FLREP_PORT/api/v1/chat|hit|$FLREP_ADMIN"
     "hit_floor_clock4|http://127.0.0.1:$FLCK_PORT/api/v1/chat|hit|$FLCK_ADMIN"
     "hit_floor_headers|http://127.0.0.1:$FLHD_PORT/api/v1/chat|hit|$FLHD_ADMIN"
 )
