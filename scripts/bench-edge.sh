@@ -544,17 +544,23 @@ render "$POST_PORT" "$POST_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" |
     without_filter | with_buffer_filter | with_direct_route /api/v1/chat "$direct_body" >"$TMP/post.yaml"
 start_envoy direct_post "$TMP/post.yaml" "$POST_ADMIN"
 
-# filtered: the template as deployed, proxying to the same static upstream.
-FILT_PORT=$(free_port)
-FILT_ADMIN=$(free_port)
-render "$FILT_PORT" "$FILT_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" >"$TMP/filtered.yaml"
-start_envoy filtered "$TMP/filtered.yaml" "$FILT_ADMIN"
+# upstream_envoy NAME VAR CONFIG [WASM]: the deployed listener in front of the static
+# upstream, with the filter (or the module WASM) configured with CONFIG; its ports go to
+# VAR_PORT and VAR_ADMIN.
+upstream_envoy() {
+    local port admin
+    port=$(free_port)
+    admin=$(free_port)
+    render "$port" "$admin" "$UP_PORT" "$UP_PORT" "$3" "${4:-}" >"$TMP/$1.yaml"
+    start_envoy "$1" "$TMP/$1.yaml" "$admin"
+    printf -v "$2_PORT" %s "$port"
+    printf -v "$2_ADMIN" %s "$admin"
+}
 
-# no lookup: the same with the filter's cache off (validation and key, no lookup call).
-NOLK_PORT=$(free_port)
-NOLK_ADMIN=$(free_port)
-render "$NOLK_PORT" "$NOLK_ADMIN" "$UP_PORT" "$UP_PORT" "$NO_LOOKUP_CONFIG" >"$TMP/nolookup.yaml"
-start_envoy nolookup "$TMP/nolookup.yaml" "$NOLK_ADMIN"
+# filtered: the template as deployed; no lookup: the same with the filter's cache off
+# (validation and key, no lookup call).
+upstream_envoy filtered FILT "$FILTER_CONFIG"
+upstream_envoy nolookup NOLK "$NO_LOOKUP_CONFIG"
 
 # empty: the deployed listener with the empty module in the filter's place, plus the
 # direct_response route.
@@ -566,36 +572,16 @@ start_envoy empty "$TMP/empty.yaml" "$EMPTY_ADMIN"
 
 # floor: the deployed listener with the floor module in the filter's place, answering chat
 # requests with a body the size of the hit's; floor_forward: the same module forwarding them.
-FLOOR_PORT=$(free_port)
-FLOOR_ADMIN=$(free_port)
-render "$FLOOR_PORT" "$FLOOR_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES" "$FLOOR_WASM" >"$TMP/floor.yaml"
-start_envoy floor "$TMP/floor.yaml" "$FLOOR_ADMIN"
-# The floor module answering hits after four clock reads, or after one read of the request
-# headers: run only when named in BENCH_EDGE_ONLY (see EXTRA_VARIANTS).
-FLCK_PORT=$(free_port)
-FLCK_ADMIN=$(free_port)
-render "$FLCK_PORT" "$FLCK_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 4 0" "$FLOOR_WASM" >"$TMP/floor-clock.yaml"
-start_envoy floor_clock "$TMP/floor-clock.yaml" "$FLCK_ADMIN"
-FLHD_PORT=$(free_port)
-FLHD_ADMIN=$(free_port)
-render "$FLHD_PORT" "$FLHD_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 1" "$FLOOR_WASM" >"$TMP/floor-headers.yaml"
-start_envoy floor_headers "$TMP/floor-headers.yaml" "$FLHD_ADMIN"
-FLMEM_PORT=$(free_port)
-FLMEM_ADMIN=$(free_port)
-render "$FLMEM_PORT" "$FLMEM_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 0 128" "$FLOOR_WASM" >"$TMP/floor-memory.yaml"
-start_envoy floor_memory "$TMP/floor-memory.yaml" "$FLMEM_ADMIN"
-FLCODE_PORT=$(free_port)
-FLCODE_ADMIN=$(free_port)
-render "$FLCODE_PORT" "$FLCODE_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 0 0 128" "$FLOOR_WASM" >"$TMP/floor-code.yaml"
-start_envoy floor_code "$TMP/floor-code.yaml" "$FLCODE_ADMIN"
-FLREP_PORT=$(free_port)
-FLREP_ADMIN=$(free_port)
-render "$FLREP_PORT" "$FLREP_ADMIN" "$UP_PORT" "$UP_PORT" "$HIT_BYTES 0 0 0 0 1" "$FLOOR_WASM" >"$TMP/floor-reply.yaml"
-start_envoy floor_reply "$TMP/floor-reply.yaml" "$FLREP_ADMIN"
-FLFW_PORT=$(free_port)
-FLFW_ADMIN=$(free_port)
-render "$FLFW_PORT" "$FLFW_ADMIN" "$UP_PORT" "$UP_PORT" forward "$FLOOR_WASM" >"$TMP/floor-forward.yaml"
-start_envoy floor_forward "$TMP/floor-forward.yaml" "$FLFW_ADMIN"
+upstream_envoy floor FLOOR "$HIT_BYTES" "$FLOOR_WASM"
+upstream_envoy floor_forward FLFW forward "$FLOOR_WASM"
+# The floor answering hits after four clock reads, one read of the request headers, a pass
+# over 128 KB of its memory, 128 distinct functions, or with the hit's reply headers: run only
+# when named in BENCH_EDGE_ONLY (see EXTRA_VARIANTS).
+upstream_envoy floor_clock FLCK "$HIT_BYTES 4 0" "$FLOOR_WASM"
+upstream_envoy floor_headers FLHD "$HIT_BYTES 0 1" "$FLOOR_WASM"
+upstream_envoy floor_memory FLMEM "$HIT_BYTES 0 0 128" "$FLOOR_WASM"
+upstream_envoy floor_code FLCODE "$HIT_BYTES 0 0 0 128" "$FLOOR_WASM"
+upstream_envoy floor_reply FLREP "$HIT_BYTES 0 0 0 0 1" "$FLOOR_WASM"
 
 # The proxies must see the upstream healthy before it gets traffic.
 for admin in "$PLAIN_ADMIN" "$POST_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN" "$FLOOR_ADMIN" "$FLCK_ADMIN" "$FLHD_ADMIN" "$FLMEM_ADMIN" "$FLCODE_ADMIN" "$FLREP_ADMIN" "$FLFW_ADMIN"; do
