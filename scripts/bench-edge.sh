@@ -169,12 +169,20 @@ extern "C" {
     fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
 }
 
+/// What the configuration adds before a hit is answered (see the comment above the module).
+#[derive(Clone, Copy)]
+struct Knobs {
+    clock_reads: u32,
+    header_reads: u32,
+    memory_kb: usize,
+    functions: usize,
+    hit_headers: bool,
+}
+
 thread_local! {
     static REPLY: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-    /// Clock reads and header reads made before answering.
-    static EXTRA: std::cell::Cell<(u32, u32)> = const { std::cell::Cell::new((0, 0)) };
-    /// Kilobytes of memory passed over, functions called, and the hit's reply headers.
-    static WORK: std::cell::Cell<(usize, usize, bool)> = const { std::cell::Cell::new((0, 0, false)) };
+    static KNOBS: std::cell::Cell<Knobs> = const { std::cell::Cell::new(Knobs {
+        clock_reads: 0, header_reads: 0, memory_kb: 0, functions: 0, hit_headers: false }) };
     static MEMORY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -194,12 +202,21 @@ static STEPS: [fn(u64) -> u64; 128] = steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 
     83 84 85 86 87 88 89 90 91 92 93 94 95 96 97 98 99 100 101 102 103 104 105 106 107 108 109
     110 111 112 113 114 115 116 117 118 119 120 121 122 123 124 125 126 127);
 
-fn work() {
-    let (kb, functions, _) = WORK.with(|w| w.get());
-    if kb > 0 {
+fn extra_work(knobs: Knobs) {
+    for _ in 0..knobs.clock_reads {
+        let mut time = 0u64;
+        unsafe { proxy_get_current_time_nanoseconds(&mut time) };
+    }
+    for _ in 0..knobs.header_reads {
+        let (mut data, mut len) = (null_mut(), 0usize);
+        if unsafe { proxy_get_header_map_pairs(0, &mut data, &mut len) } == 0 && !data.is_null() {
+            drop(unsafe { Vec::from_raw_parts(data, len, len) });
+        }
+    }
+    if knobs.memory_kb > 0 {
         MEMORY.with(|m| {
             let mut m = m.borrow_mut();
-            m.resize(kb * 1024, 1);
+            m.resize(knobs.memory_kb * 1024, 1);
             let mut sum = 0u8;
             for i in (0..m.len()).step_by(64) {
                 sum = sum.wrapping_add(m[i]);
@@ -208,24 +225,10 @@ fn work() {
         });
     }
     let mut x = 1u64;
-    for f in STEPS.iter().take(functions) {
+    for f in STEPS.iter().take(knobs.functions) {
         x = f(std::hint::black_box(x));
     }
     std::hint::black_box(x);
-}
-
-fn extra_calls() {
-    let (clocks, headers) = EXTRA.with(|e| e.get());
-    for _ in 0..clocks {
-        let mut time = 0u64;
-        unsafe { proxy_get_current_time_nanoseconds(&mut time) };
-    }
-    for _ in 0..headers {
-        let (mut data, mut len) = (null_mut(), 0usize);
-        if unsafe { proxy_get_header_map_pairs(0, &mut data, &mut len) } == 0 && !data.is_null() {
-            drop(unsafe { Vec::from_raw_parts(data, len, len) });
-        }
-    }
 }
 
 fn buffer(kind: u32, size: usize) -> Vec<u8> {
@@ -241,11 +244,15 @@ pub extern "C" fn proxy_on_configure(_: u32, size: usize) -> u32 {
     let config = buffer(7, size);
     let mut words = std::str::from_utf8(&config).unwrap_or("").split_whitespace();
     let bytes = words.next().and_then(|w| w.parse::<usize>().ok());
-    let mut count = || words.next().and_then(|w| w.parse::<u32>().ok()).unwrap_or(0);
-    let extra = (count(), count());
-    EXTRA.with(|e| e.set(extra));
-    let work = (count() as usize, count() as usize, count() == 1);
-    WORK.with(|w| w.set(work));
+    let mut count = || words.next().and_then(|w| w.parse::<usize>().ok()).unwrap_or(0);
+    let knobs = Knobs {
+        clock_reads: count() as u32,
+        header_reads: count() as u32,
+        memory_kb: count(),
+        functions: count(),
+        hit_headers: count() == 1,
+    };
+    KNOBS.with(|k| k.set(knobs));
     REPLY.with(|r| {
         *r.borrow_mut() = bytes.map(|n| {
             let mut body = b"{\"answer\":\"".to_vec();
@@ -268,14 +275,13 @@ pub extern "C" fn proxy_on_request_body(_: u32, size: usize, end_of_stream: u32)
         return 1;
     }
     let body = buffer(0, size);
-    extra_calls();
-    work();
+    let knobs = KNOBS.with(|k| k.get());
+    extra_work(knobs);
     REPLY.with(|r| match r.borrow().as_ref() {
         Some(reply) if !body.is_empty() => {
             // The headers in the ABI's pairs format: a count, the sizes, then each name and
             // value followed by a NUL.
-            let hit_headers = WORK.with(|w| w.get().2);
-            let pairs: &[(&[u8], &[u8])] = if hit_headers {
+            let pairs: &[(&[u8], &[u8])] = if knobs.hit_headers {
                 &[(b"content-type", b"application/json"), (b"x-cache", b"edge"),
                   (b"x-request-id", b"6a0d5c3e-1b7f-4b8e-9d3c-2f1e0a9b8c7d")]
             } else {
@@ -292,7 +298,7 @@ pub extern "C" fn proxy_on_request_body(_: u32, size: usize, end_of_stream: u32)
                 headers.extend_from_slice(v);
                 headers.push(0);
             }
-            let details: &[u8] = if hit_headers { b"libriassist_edge" } else { b"" };
+            let details: &[u8] = if knobs.hit_headers { b"libriassist_edge" } else { b"" };
             unsafe {
                 proxy_send_local_response(200, details.as_ptr(), details.len(), reply.as_ptr(),
                     reply.len(), headers.as_ptr(), headers.len(), -1)
@@ -737,22 +743,23 @@ function hi(list,    n, a, i, m) { n = split(list, a, " "); m = a[1]; for (i = 2
     RPS[$1] = RPS[$1] " " rps; P50[$1] = P50[$1] " " $5 / 1e3; P99[$1] = P99[$1] " " $6 / 1e3
     REQ[$1] += $3; BAD[$1] += $7 + $8; HITS[$1] += $9; MISSES[$1] += $10; CX[$1] += $11; LOOKUPS[$1] += $12; UPCX[$1] += $13
 }
-# The median over rounds of the throughput of NAME as a percentage of that of BASE.
-function share(name, base,    ratios, i) {
-    ratios = ""
-    for (i = 1; i <= rounds; i++) ratios = ratios " " 100 * r[name, i] / r[base, i]
-    return median(ratios)
+# Per round, the throughput of NAME as a percentage of that of BASE ("share") or the
+# percentage it loses against it ("overhead").
+function ratios(name, base, kind,    list, i, x) {
+    list = ""
+    for (i = 1; i <= rounds; i++) {
+        x = 100 * r[name, i] / r[base, i]
+        list = list " " (kind == "share" ? x : 100 - x)
+    }
+    return list
 }
-function row(name, what, base, kind,    ratios, i, m, text) {
+function share(name, base) { return median(ratios(name, base, "share")) }
+function row(name, what, base, kind,    list, m, text) {
     if (base == "") text = "baseline"
     else {
-        ratios = ""
-        for (i = 1; i <= rounds; i++) {
-            if (kind == "share") ratios = ratios " " 100 * r[name, i] / r[base, i]
-            else ratios = ratios " " 100 * (1 - r[name, i] / r[base, i])
-        }
-        m = median(ratios)
-        text = sprintf("%s %.1f%% (rounds %.1f to %.1f)", kind == "share" ? "throughput" : "overhead", m, lo(ratios), hi(ratios))
+        list = ratios(name, base, kind)
+        m = median(list)
+        text = sprintf("%s %.1f%% (rounds %.1f to %.1f)", kind == "share" ? "throughput" : "overhead", m, lo(list), hi(list))
         RESULT[name] = m
     }
     printf "| %s | %s | %.0f | %.2f | %.2f | %s |\n", name, what, median(RPS[name]), median(P50[name]), median(P99[name]), text
