@@ -36,6 +36,7 @@ use crate::shared::{SeededFnv, SeededMap, SharedStore};
 use libriassist_protocol::headers::{CACHE_KEY, REQUEST_ID};
 use libriassist_protocol::limits::MAX_BODY_BYTES;
 use libriassist_protocol::{cache_key, parse_chat_request, CacheKey, CachedAnswer};
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
@@ -379,18 +380,18 @@ impl EdgeRequest {
                 .is_some_and(|k| view.api_key.is_some() || k.required);
         let by_peer_only =
             config.trusted_proxies.is_empty() && (config.api_key.is_none() || !check_key);
-        let peer = if by_key {
+        let peer: Option<Cow<'_, [u8]>> = if by_key {
             None
         } else if by_peer_only && config.peer_from_forwarded_for {
             // Envoy, the first hop, appended the peer to the header as the last entry (anything
             // a client wrote stays to its left), so the peer costs no host call. Without the
             // header (a listener that is not TCP) Envoy is asked.
-            view.forwarded_for
-                .and_then(identity::appended_peer)
-                .map(|p| p.as_bytes().to_vec())
-                .or_else(|| host::property(SOURCE_ADDRESS))
+            match view.forwarded_for.and_then(identity::appended_peer) {
+                Some(peer) => Some(Cow::Borrowed(peer.as_bytes())),
+                None => host::property(SOURCE_ADDRESS).map(Cow::Owned),
+            }
         } else {
-            host::property(SOURCE_ADDRESS)
+            host::property(SOURCE_ADDRESS).map(Cow::Owned)
         };
         let identify_now = |peer: Option<&[u8]>| {
             let evidence = Evidence {
@@ -409,7 +410,7 @@ impl EdgeRequest {
             Some(peer) if by_peer_only => peer,
             other => return identify_now(other.as_deref()),
         };
-        if let Some(client) = PEERS.with(|p| p.borrow().get(&peer).cloned()) {
+        if let Some(client) = PEERS.with(|p| p.borrow().get(peer.as_ref()).cloned()) {
             return Ok(client);
         }
         let client = identify_now(Some(&peer))?;
@@ -418,7 +419,7 @@ impl EdgeRequest {
             if peers.len() >= MAX_REMEMBERED_PEERS {
                 peers.clear();
             }
-            peers.insert(peer, client.clone());
+            peers.insert(peer.into_owned(), client.clone());
         });
         Ok(client)
     }

@@ -10,11 +10,13 @@ use crate::config::ApiKeyConfig;
 use libriassist_protocol::{ErrorCode, ErrorDetail};
 use sha2::{Digest, Sha256};
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 
 /// A stable, bounded-length name for a client, used as part of shared-data keys. Never holds
-/// a raw API key.
+/// a raw API key. Shared, not copied: a worker hands out the identity it remembers for a peer
+/// to every request from it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientId(String);
+pub struct ClientId(Rc<str>);
 
 impl ClientId {
     pub fn as_str(&self) -> &str {
@@ -146,7 +148,7 @@ pub fn identify(
                 if config.keys_sha256.iter().any(|k| k == &digest) {
                     // A prefix of the digest is enough to tell keys apart and keeps raw keys
                     // out of shared memory.
-                    return Ok(ClientId(format!("key:{}", &digest[..16])));
+                    return Ok(ClientId(format!("key:{}", &digest[..16]).into()));
                 }
                 return Err(ErrorDetail::new(
                     ErrorCode::Unauthorized,
@@ -162,10 +164,9 @@ pub fn identify(
             None => {}
         }
     }
-    Ok(ClientId(format!(
-        "ip:{}",
-        client_address(addresses, evidence)
-    )))
+    Ok(ClientId(
+        format!("ip:{}", client_address(addresses, evidence)).into(),
+    ))
 }
 
 /// The client address as text: the first untrusted hop walking from the peer leftwards
@@ -232,7 +233,10 @@ mod tests {
             trusted: &trusted,
             last_entry_is_peer: false,
         };
-        identify(None, &policy, ev, true).unwrap().0
+        identify(None, &policy, ev, true)
+            .unwrap()
+            .as_str()
+            .to_owned()
     }
 
     #[test]
@@ -345,8 +349,11 @@ mod tests {
             )
         };
         // A loopback peer is recorded by Envoy as the host's own address.
-        assert_eq!(id("198.51.100.7,192.0.2.2").unwrap().0, "ip:198.51.100.7");
-        assert_eq!(id("192.0.2.2").unwrap().0, "ip:127.0.0.1");
+        assert_eq!(
+            id("198.51.100.7,192.0.2.2").unwrap().as_str(),
+            "ip:198.51.100.7"
+        );
+        assert_eq!(id("192.0.2.2").unwrap().as_str(), "ip:127.0.0.1");
     }
 
     #[test]
