@@ -26,6 +26,10 @@
 #                    body and then only answers it (with as many bytes as the hit) or adds a
 #                    header and forwards it: the least any filter that answers from the body
 #                    costs here, whatever it computes, on the hit and on the chat miss.
+#   required filter  for reference, the floor plus what issue 5 requires of any filter on
+#                    every request, without any logic: a read of the request headers (who
+#                    asks), the delete callback (the stream cap), and on a hit a clock read
+#                    and the hit's reply headers.
 #
 # usage: scripts/bench-edge.sh [--update-docs]
 #   --update-docs        also replaces the block between `<!-- bench:edge -->` and
@@ -36,12 +40,15 @@
 #                        worker's CPU went per request (`scripts/edge-profile.py`: the module's
 #                        code, the host calls it made, the rest of Envoy, the kernel); perf
 #                        slows Envoy down, so no report is made either
+#   BENCH_EDGE_PROFILE_DIR=DIR  with BENCH_EDGE_PROFILE=1, keeps each recording in DIR as
+#                        NAME.ROUND.perf, for `scripts/edge-profile.py --diff DIR A B` (where
+#                        two variants differ, call path by call path)
 #   BENCH_EDGE_SECONDS   length of one wrk run (default 10)
 #   BENCH_EDGE_ROUNDS    rounds over all variants (default 3)
 #   BENCH_EDGE_CONNECTIONS  wrk connections (default 16)
 #
-# Every process (Redis, simulator, origin, fourteen Envoys, wrk) is started here on 127.0.0.1,
-# ended by PID on exit, and the whole run is bounded: about ROUNDS x 12 x SECONDS plus a minute.
+# Every process (Redis, simulator, origin, sixteen Envoys, wrk) is started here on 127.0.0.1,
+# ended by PID on exit, and the whole run is bounded: about ROUNDS x 14 x SECONDS plus a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LIBRIASSIST_CACHE=${LIBRIASSIST_CACHE:-$HOME/.cache/libriassist}
@@ -51,6 +58,7 @@ ROUNDS=${BENCH_EDGE_ROUNDS:-3}
 CONNECTIONS=${BENCH_EDGE_CONNECTIONS:-16}
 UPDATE_DOCS=0
 PROFILE=${BENCH_EDGE_PROFILE:-0}
+PROFILE_DIR=${BENCH_EDGE_PROFILE_DIR:-}
 for arg in "$@"; do
     case "$arg" in
         --update-docs) UPDATE_DOCS=1 ;;
@@ -65,6 +73,10 @@ log() { printf '[bench-edge] %s\n' "$*" >&2; }
 if [ "$PROFILE" = 1 ]; then
     command -v perf >/dev/null || { log "BENCH_EDGE_PROFILE=1 needs perf (Debian: linux-perf)"; exit 2; }
     [ "$UPDATE_DOCS" = 0 ] || { log "BENCH_EDGE_PROFILE=1 slows Envoy down: no --update-docs"; exit 2; }
+    if [ -n "$PROFILE_DIR" ]; then
+        mkdir -p "$PROFILE_DIR"
+        : >"$PROFILE_DIR/requests.txt"
+    fi
 fi
 
 # --- tools, release builds ------------------------------------------------------------------
@@ -155,7 +167,7 @@ EOF
 # pass over MEMORY_KB of its own memory (one write per 64-byte line), calls to FUNCTIONS
 # distinct functions (at most 128; as much code run as the filter's own on a hit), and
 # (HIT_HEADERS 1) the hit's reply headers and details instead of a content type alone.
-FLOOR_WASM=$(reference_module floor <<'EOF'
+FLOOR_SRC=$(cat <<'EOF'
 use std::cell::RefCell;
 use std::ptr::{null, null_mut};
 
@@ -312,6 +324,16 @@ pub extern "C" fn proxy_on_request_body(_: u32, size: usize, end_of_stream: u32)
         }
     })
 }
+EOF
+)
+FLOOR_WASM=$(reference_module floor <<<"$FLOOR_SRC")
+# The required floor: the floor exporting the delete callback too, which Envoy then makes for
+# every stream, as it does for the filter (whose per-client cap on concurrent streams needs to
+# know when a stream ends, however it ends).
+REQUIRED_WASM=$(reference_module required <<EOF
+$FLOOR_SRC
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(_: u32) {}
 EOF
 )
 
@@ -580,6 +602,12 @@ start_envoy empty "$TMP/empty.yaml" "$EMPTY_ADMIN"
 # requests with a body the size of the hit's; floor_forward: the same module forwarding them.
 upstream_envoy floor FLOOR "$HIT_BYTES" "$FLOOR_WASM"
 upstream_envoy floor_forward FLFW forward "$FLOOR_WASM"
+# required: the least any filter meeting issue 5 does on top of the floor. On a hit: one read of
+# the request headers (who asks), one clock read (the time the reply reports, and the L1 TTL),
+# the hit's reply headers, and the delete callback (the stream cap). On a chat miss: the
+# headers and the delete callback.
+upstream_envoy required REQ "$HIT_BYTES 1 1 0 0 1" "$REQUIRED_WASM"
+upstream_envoy required_forward REQFW "forward 0 1" "$REQUIRED_WASM"
 # The floor answering hits after four clock reads, one read of the request headers, a pass
 # over 128 KB of its memory, 128 distinct functions, or with the hit's reply headers: run only
 # when named in BENCH_EDGE_ONLY (see EXTRA_VARIANTS).
@@ -590,7 +618,7 @@ upstream_envoy floor_code FLCODE "$HIT_BYTES 0 0 0 128" "$FLOOR_WASM"
 upstream_envoy floor_reply FLREP "$HIT_BYTES 0 0 0 0 1" "$FLOOR_WASM"
 
 # The proxies must see the upstream healthy before it gets traffic.
-for admin in "$PLAIN_ADMIN" "$POST_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN" "$FLOOR_ADMIN" "$FLCK_ADMIN" "$FLHD_ADMIN" "$FLMEM_ADMIN" "$FLCODE_ADMIN" "$FLREP_ADMIN" "$FLFW_ADMIN"; do
+for admin in "$PLAIN_ADMIN" "$POST_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN" "$FLOOR_ADMIN" "$FLCK_ADMIN" "$FLHD_ADMIN" "$FLMEM_ADMIN" "$FLCODE_ADMIN" "$FLREP_ADMIN" "$FLFW_ADMIN" "$REQ_ADMIN" "$REQFW_ADMIN"; do
     healthy=0
     for ((i = 0; i < 100; i++)); do
         if curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
@@ -628,6 +656,7 @@ VARIANTS=(
     "direct_post|http://127.0.0.1:$POST_PORT/api/v1/chat|hit|$POST_ADMIN"
     "hit|http://127.0.0.1:$EDGE_PORT/api/v1/chat|hit|$EDGE_ADMIN"
     "hit_floor|http://127.0.0.1:$FLOOR_PORT/api/v1/chat|hit|$FLOOR_ADMIN"
+    "hit_required|http://127.0.0.1:$REQ_PORT/api/v1/chat|hit|$REQ_ADMIN"
     "get_plain|http://127.0.0.1:$PLAIN_PORT/healthz|get|$PLAIN_ADMIN"
     "get_empty|http://127.0.0.1:$EMPTY_PORT/healthz|get|$EMPTY_ADMIN"
     "get_filter|http://127.0.0.1:$FILT_PORT/healthz|get|$FILT_ADMIN"
@@ -635,6 +664,7 @@ VARIANTS=(
     "miss_filter|http://127.0.0.1:$FILT_PORT/api/v1/chat|miss|$FILT_ADMIN"
     "miss_nolookup|http://127.0.0.1:$NOLK_PORT/api/v1/chat|miss|$NOLK_ADMIN"
     "miss_floor|http://127.0.0.1:$FLFW_PORT/api/v1/chat|miss|$FLFW_ADMIN"
+    "miss_required|http://127.0.0.1:$REQFW_PORT/api/v1/chat|miss|$REQFW_ADMIN"
 )
 # For a closer look at a change, the floor answering hits after: four clock reads (what a clock
 # read costs); one read of the request headers (the least a filter that must know who asks
@@ -704,6 +734,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
             wait "$perf_pid" || true
             read -r samples module host envoy kernel all < <(scripts/edge-profile.py \
                 "$TMP/$name.$round.perf" "${line%% *}") || true
+            if [ -n "$PROFILE_DIR" ]; then
+                cp "$TMP/$name.$round.perf" "$PROFILE_DIR/"
+                echo "$name.$round ${line%% *}" >>"$PROFILE_DIR/requests.txt"
+            fi
             log "round $round $name: worker CPU per request ${all:-?} us: module ${module:-?}, host calls ${host:-?}, rest of Envoy ${envoy:-?}, kernel ${kernel:-?} ($samples samples)"
         fi
         # The filter adds its counts to Envoy's on its 1 s tick: wait for the last one.
@@ -766,7 +800,7 @@ function row(name, what, base, kind,    list, m, text) {
 }
 END {
     printf "Run %s: `%s`; %s cores, load average %s before, %s after; Envoy %s with one worker; ", date, command, cores, load_before, load_after, envoy
-    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the twelve variants in turn (medians below).\n\n", conns, secs, rounds
+    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the fourteen variants in turn (medians below).\n\n", conns, secs, rounds
     print "| variant | what | req/s | p50 ms | p99 ms | vs baseline |"
     print "|---|---|---:|---:|---:|---|"
     row("direct", "no filter, GET answered by `direct_response` with the cached answer (" direct_bytes " B): the ceiling", "", "")
@@ -774,6 +808,7 @@ END {
     row("direct_post", "no filter, the hit'"'"'s own POST /api/v1/chat answered by `direct_response` once Envoy'"'"'s buffer filter has read its body: the same-request ceiling", "direct", "share")
     row("hit", "filter, POST /api/v1/chat answered from L1 (" hit_bytes " B, `x-cache: edge`)", "direct", "share")
     row("hit_floor", "reference: the same POST answered by the floor module (reads the body, replies " hit_bytes " B, nothing else)", "direct", "share")
+    row("hit_required", "reference: the floor plus what the issue requires of every hit (a read of the request headers, a clock read, the reply headers, the delete callback)", "direct", "share")
     row("get_plain", "no filter, GET /healthz proxied to the static upstream", "", "")
     row("get_empty", "reference: the same through an empty proxy-wasm module", "get_plain", "overhead")
     row("get_filter", "filter, GET /healthz passed through", "get_plain", "overhead")
@@ -781,17 +816,19 @@ END {
     row("miss_filter", "filter, POST /api/v1/chat missed (lookup answered 404) and forwarded", "miss_plain", "overhead")
     row("miss_nolookup", "filter with its cache off, POST /api/v1/chat validated and forwarded", "miss_plain", "overhead")
     row("miss_floor", "reference: the floor module on the same POST (reads the body, adds a header, forwards)", "miss_plain", "overhead")
+    row("miss_required", "reference: the floor plus what the issue requires of every chat request (a read of the request headers, the delete callback)", "miss_plain", "overhead")
     print ""
     post = share("hit", "direct_post")
     printf "Goals: edge hits %.1f%% of direct_response throughput on GET (goal >= 70%%: %s), %.1f%% of direct_response on the same POST (%s); ", RESULT["hit"], (RESULT["hit"] >= 70 ? "met" : "MISSED"), post, (post >= 70 ? "met" : "MISSED")
     printf "pass-through overhead %.1f%% on GET (goal <= 15%%: %s), %.1f%% on chat misses (%s), ", RESULT["get_filter"], (RESULT["get_filter"] <= 15 ? "met" : "MISSED"), RESULT["miss_filter"], (RESULT["miss_filter"] <= 15 ? "met" : "MISSED")
     printf "%.1f%% on chat requests without the lookup call (%s). ", RESULT["miss_nolookup"], (RESULT["miss_nolookup"] <= 15 ? "met" : "MISSED")
-    printf "The floor module, which does nothing but read the body: %.1f%% of direct_response on GET and %.1f%% of it on the same POST for hits, %.1f%% overhead on chat misses.\n", RESULT["hit_floor"], share("hit_floor", "direct_post"), RESULT["miss_floor"]
+    printf "The floor module, which does nothing but read the body: %.1f%% of direct_response on GET and %.1f%% of it on the same POST for hits, %.1f%% overhead on chat misses. ", RESULT["hit_floor"], share("hit_floor", "direct_post"), RESULT["miss_floor"]
+    printf "The floor plus what the issue requires of every request, with no logic: %.1f%% and %.1f%% for hits, %.1f%% overhead on chat misses.\n", RESULT["hit_required"], share("hit_required", "direct_post"), RESULT["miss_required"]
     print ""
     printf "Checks: the filter counted %d edge hits for %d hit requests completed, %d misses for %d miss requests (the excess: requests in flight when wrk stopped); ", HITS["hit"], REQ["hit"], MISSES["miss_filter"], REQ["miss_filter"]
     bad = 0; for (n in BAD) bad += BAD[n]
     printf "%d responses were not 2xx or failed at the socket; connections the proxy accepted per run (wrk opens %d):", bad, conns
-    n = split("direct direct_empty direct_post hit hit_floor get_plain get_empty get_filter miss_plain miss_filter miss_nolookup miss_floor", names, " ")
+    n = split("direct direct_empty direct_post hit hit_floor hit_required get_plain get_empty get_filter miss_plain miss_filter miss_nolookup miss_floor miss_required", names, " ")
     for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], CX[names[i]] / rounds
     printf "; lookup calls per run: hit %.0f, miss_filter %.0f", LOOKUPS["hit"] / rounds, LOOKUPS["miss_filter"] / rounds
     printf "; connections the static upstream accepted per run:"
