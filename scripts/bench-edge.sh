@@ -169,7 +169,7 @@ EOF
 # (HIT_HEADERS 1) the hit's reply headers and details instead of a content type alone.
 FLOOR_SRC=$(cat <<'EOF'
 use std::cell::RefCell;
-use std::ptr::{null, null_mut};
+use std::ptr::null_mut;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -562,6 +562,8 @@ PLAIN_ADMIN=$(free_port)
 render "$PLAIN_PORT" "$PLAIN_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" |
     without_filter | with_direct_route /bench/direct "$direct_body" >"$TMP/plain.yaml"
 start_envoy plain "$TMP/plain.yaml" "$PLAIN_ADMIN"
+# Admin ports of the Envoys in front of the static upstream (see the health wait below).
+FRONTS=("$PLAIN_ADMIN")
 
 # direct_post: the same without the filter, answering the hit's own request (POST
 # /api/v1/chat with its body) from direct_response once Envoy's buffer filter has read the
@@ -571,6 +573,7 @@ POST_ADMIN=$(free_port)
 render "$POST_PORT" "$POST_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" |
     without_filter | with_buffer_filter | with_direct_route /api/v1/chat "$direct_body" >"$TMP/post.yaml"
 start_envoy direct_post "$TMP/post.yaml" "$POST_ADMIN"
+FRONTS+=("$POST_ADMIN")
 
 # upstream_envoy NAME VAR CONFIG [WASM]: the deployed listener in front of the static
 # upstream, with the filter (or the module WASM) configured with CONFIG; its ports go to
@@ -581,6 +584,7 @@ upstream_envoy() {
     admin=$(free_port)
     render "$port" "$admin" "$UP_PORT" "$UP_PORT" "$3" "${4:-}" >"$TMP/$1.yaml"
     start_envoy "$1" "$TMP/$1.yaml" "$admin"
+    FRONTS+=("$admin")
     printf -v "$2_PORT" %s "$port"
     printf -v "$2_ADMIN" %s "$admin"
 }
@@ -597,6 +601,7 @@ EMPTY_ADMIN=$(free_port)
 render "$EMPTY_PORT" "$EMPTY_ADMIN" "$UP_PORT" "$UP_PORT" "$FILTER_CONFIG" "$EMPTY_WASM" |
     with_direct_route /bench/direct "$direct_body" >"$TMP/empty.yaml"
 start_envoy empty "$TMP/empty.yaml" "$EMPTY_ADMIN"
+FRONTS+=("$EMPTY_ADMIN")
 
 # floor: the deployed listener with the floor module in the filter's place, answering chat
 # requests with a body the size of the hit's; floor_forward: the same module forwarding them.
@@ -618,7 +623,7 @@ upstream_envoy floor_code FLCODE "$HIT_BYTES 0 0 0 128" "$FLOOR_WASM"
 upstream_envoy floor_reply FLREP "$HIT_BYTES 0 0 0 0 1" "$FLOOR_WASM"
 
 # The proxies must see the upstream healthy before it gets traffic.
-for admin in "$PLAIN_ADMIN" "$POST_ADMIN" "$FILT_ADMIN" "$NOLK_ADMIN" "$EMPTY_ADMIN" "$FLOOR_ADMIN" "$FLCK_ADMIN" "$FLHD_ADMIN" "$FLMEM_ADMIN" "$FLCODE_ADMIN" "$FLREP_ADMIN" "$FLFW_ADMIN" "$REQ_ADMIN" "$REQFW_ADMIN"; do
+for admin in "${FRONTS[@]}"; do
     healthy=0
     for ((i = 0; i < 100; i++)); do
         if curl -s --max-time 1 "http://127.0.0.1:$admin/clusters" |
@@ -760,6 +765,7 @@ fi
 # misses connections lookups upstream_connections
 REPORT="$TMP/report.md"
 awk -v rounds="$ROUNDS" -v secs="$SECONDS_PER_RUN" -v conns="$CONNECTIONS" \
+    -v variants="$(for v in "${VARIANTS[@]}"; do printf '%s ' "${v%%|*}"; done)" \
     -v hit_bytes="$HIT_BYTES" -v direct_bytes="$DIRECT_BYTES" \
     -v load_before="$LOAD_BEFORE" -v load_after="$LOAD_AFTER" \
     -v envoy="$("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p')" \
@@ -800,7 +806,8 @@ function row(name, what, base, kind,    list, m, text) {
 }
 END {
     printf "Run %s: `%s`; %s cores, load average %s before, %s after; Envoy %s with one worker; ", date, command, cores, load_before, load_after, envoy
-    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the fourteen variants in turn (medians below).\n\n", conns, secs, rounds
+    count = split(variants, names, " ")
+    printf "wrk 1 thread, %s connections, %s s per run, %s rounds of the %d variants in turn (medians below).\n\n", conns, secs, rounds, count
     print "| variant | what | req/s | p50 ms | p99 ms | vs baseline |"
     print "|---|---|---:|---:|---:|---|"
     row("direct", "no filter, GET answered by `direct_response` with the cached answer (" direct_bytes " B): the ceiling", "", "")
@@ -828,11 +835,10 @@ END {
     printf "Checks: the filter counted %d edge hits for %d hit requests completed, %d misses for %d miss requests (the excess: requests in flight when wrk stopped); ", HITS["hit"], REQ["hit"], MISSES["miss_filter"], REQ["miss_filter"]
     bad = 0; for (n in BAD) bad += BAD[n]
     printf "%d responses were not 2xx or failed at the socket; connections the proxy accepted per run (wrk opens %d):", bad, conns
-    n = split("direct direct_empty direct_post hit hit_floor hit_required get_plain get_empty get_filter miss_plain miss_filter miss_nolookup miss_floor miss_required", names, " ")
-    for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], CX[names[i]] / rounds
+    for (i = 1; i <= count; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], CX[names[i]] / rounds
     printf "; lookup calls per run: hit %.0f, miss_filter %.0f", LOOKUPS["hit"] / rounds, LOOKUPS["miss_filter"] / rounds
     printf "; connections the static upstream accepted per run:"
-    for (i = 1; i <= n; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], UPCX[names[i]] / rounds
+    for (i = 1; i <= count; i++) printf "%s %s %.0f", (i > 1 ? "," : ""), names[i], UPCX[names[i]] / rounds
     print "."
 }' "$RESULTS" >"$REPORT"
 

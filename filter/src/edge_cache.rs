@@ -68,7 +68,7 @@ fn encode(tag: u8, key: &CacheKey, expires: u64, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + body.len() + 32);
     out.push(tag);
     out.extend_from_slice(&expires.to_le_bytes());
-    out.extend_from_slice(key.as_str().as_bytes());
+    out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(body);
     out
 }
@@ -124,7 +124,7 @@ pub fn decode_l1(bytes: &[u8], key: &CacheKey, now_ns: u64) -> L1 {
     let Ok(expires) = <[u8; 8]>::try_from(expires) else {
         return L1::Nothing;
     };
-    if u64::from_le_bytes(expires) <= now_ns || stored_key != key.as_str().as_bytes() {
+    if u64::from_le_bytes(expires) <= now_ns || stored_key != key.as_bytes() {
         return L1::Nothing;
     }
     match tag {

@@ -27,6 +27,11 @@ impl CacheKey {
             .then_some(CacheKey(digits))
     }
 
+    /// The digits as bytes, without the UTF-8 check of [`CacheKey::as_str`]: for comparisons.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     pub fn as_str(&self) -> &str {
         // Only hex digits are ever stored (`parse`, `cache_key`), so this never falls back.
         std::str::from_utf8(&self.0).unwrap_or_default()
