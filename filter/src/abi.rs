@@ -13,9 +13,10 @@
 
 use crate::glue::{self, EdgeRequest, EdgeRoot};
 use crate::host;
-use crate::shared::{SeededFnv, SeededMap};
+use crate::shared::{seeded, SeededMap};
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::rc::Rc;
 
 /// What a request callback tells Envoy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,24 +29,29 @@ pub enum Action {
 thread_local! {
     // One VM per worker thread: plain per-worker maps, keyed by the ids Envoy gives.
     static ROOTS: RefCell<SeededMap<u32, EdgeRoot>> =
-        const { RefCell::new(SeededMap::with_hasher(SeededFnv(0))) };
-    static REQUESTS: RefCell<SeededMap<u32, EdgeRequest>> =
-        const { RefCell::new(SeededMap::with_hasher(SeededFnv(0))) };
+        const { RefCell::new(SeededMap::with_hasher(seeded(0))) };
+    /// Each request in a cell of its own, so that a callback looks it up once and the table
+    /// is free while the request is busy (see `with_request`).
+    static REQUESTS: RefCell<SeededMap<u32, Rc<RefCell<EdgeRequest>>>> =
+        const { RefCell::new(SeededMap::with_hasher(seeded(0))) };
     /// Callout tokens and the request each answer is for.
     static CALLS: RefCell<SeededMap<u32, u32>> =
-        const { RefCell::new(SeededMap::with_hasher(SeededFnv(0))) };
+        const { RefCell::new(SeededMap::with_hasher(seeded(0))) };
 }
 
-/// Runs `f` on the request `id`, taken out of the map for the call so that nothing the host
-/// might do meanwhile can find the map borrowed. `None` for an id it does not know.
+/// Runs `f` on the request `id`; the table itself is not borrowed meanwhile, so a callback
+/// the host makes during `f` (for another request, or a context created) finds it free.
+/// `None` for an id it does not know, and for a callback that re-enters a request already
+/// busy (as when resuming it lets Envoy pass it its body at once): it passes through.
 fn with_request<T>(id: u32, f: impl FnOnce(&mut EdgeRequest) -> T) -> Option<T> {
-    let mut request = REQUESTS.with(|r| r.borrow_mut().remove(&id))?;
-    let out = f(&mut request);
-    REQUESTS.with(|r| r.borrow_mut().insert(id, request));
-    Some(out)
+    let request = REQUESTS.with(|r| r.borrow().get(&id).cloned())?;
+    let mut request = request.try_borrow_mut().ok()?;
+    Some(f(&mut request))
 }
 
-/// [`with_request`] for root contexts.
+/// Runs `f` on the root context `id`, taken out of the table for the call so that nothing the
+/// host might do meanwhile finds the table borrowed. Roots are called rarely (configure,
+/// tick, delete), so the move costs nothing that counts.
 fn with_root<T>(id: u32, f: impl FnOnce(&mut EdgeRoot) -> T) -> Option<T> {
     let mut root = ROOTS.with(|r| r.borrow_mut().remove(&id))?;
     let out = f(&mut root);
@@ -93,9 +99,10 @@ pub extern "C" fn proxy_on_context_create(id: u32, root_id: u32) {
         return;
     }
     // A request of an unknown root passes through untouched.
-    let request = with_root(root_id, |root| root.new_request(id))
+    let request = ROOTS
+        .with(|r| r.borrow().get(&root_id).map(|root| root.new_request(id)))
         .unwrap_or_else(|| EdgeRequest::unconfigured(id));
-    REQUESTS.with(|r| r.borrow_mut().insert(id, request));
+    REQUESTS.with(|r| r.borrow_mut().insert(id, Rc::new(RefCell::new(request))));
 }
 
 #[no_mangle]
@@ -153,8 +160,10 @@ pub extern "C" fn proxy_on_http_call_response(
 
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(id: u32) {
-    if let Some(mut request) = REQUESTS.with(|r| r.borrow_mut().remove(&id)) {
-        request.on_delete();
+    if let Some(request) = REQUESTS.with(|r| r.borrow_mut().remove(&id)) {
+        if let Ok(mut request) = request.try_borrow_mut() {
+            request.on_delete();
+        }
         // A callout still out for it will be answered to no one.
         CALLS.with(|c| c.borrow_mut().retain(|_, context| *context != id));
     } else if let Some(root) = ROOTS.with(|r| r.borrow_mut().remove(&id)) {

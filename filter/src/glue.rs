@@ -32,7 +32,7 @@ use crate::ratelimit::{acquire_stream, check_leased, release_stream, streams_key
 use crate::reply::{self, LocalReply};
 use crate::request::{self, RequestView};
 use crate::route::{self, check_head, classify, RequestHead, RouteClass};
-use crate::shared::{SeededFnv, SeededMap, SharedStore};
+use crate::shared::{seeded, SeededMap, SharedStore};
 use libriassist_protocol::headers::{CACHE_KEY, REQUEST_ID};
 use libriassist_protocol::limits::MAX_BODY_BYTES;
 use libriassist_protocol::{cache_key, parse_chat_request, CacheKey, CachedAnswer};
@@ -58,15 +58,15 @@ thread_local! {
     // One VM per worker thread, one thread per VM: plain per-worker state.
     static LEASES: RefCell<Leases> = RefCell::new(Leases::default());
     static PEERS: RefCell<SeededMap<Vec<u8>, ClientId>> =
-        RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns())));
+        RefCell::new(SeededMap::with_hasher(seeded(host::now_ns())));
     /// Valid chat bodies seen lately and their keys: the key is a function of the body alone,
     /// and a popular question comes back byte for byte, so it is not parsed, normalized and
     /// hashed again.
     static KEYS: RefCell<SeededMap<Vec<u8>, CacheKey>> =
-        RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(17))));
+        RefCell::new(SeededMap::with_hasher(seeded(host::now_ns().rotate_left(17))));
     /// This worker's copies of L1 values it read or wrote lately, by reply kind and key.
     static RECENT: RefCell<RecentL1> =
-        RefCell::new(SeededMap::with_hasher(SeededFnv(host::now_ns().rotate_left(31))));
+        RefCell::new(SeededMap::with_hasher(seeded(host::now_ns().rotate_left(31))));
     /// The latest time this worker read from Envoy (every read goes through `now_ns`, and the
     /// tick reads it too), for the one use that may be a tick late (see `recent_l1`).
     static LAST_READ_NS: Cell<u64> = const { Cell::new(0) };
@@ -147,6 +147,11 @@ fn store_l1(config: &Config, key: &CacheKey, class: RouteClass, value: Vec<u8>) 
     // Last writer wins: any fresh copy of the answer is as good as another.
     let _ = HostStore.set(&edge_cache::l1_key(&config.cache, key, class), &value, 0);
     remember_l1((class == RouteClass::Stream, key.clone()), Rc::from(value));
+}
+
+/// The client remembered for a peer address (see `EdgeRequest::client_of`).
+fn remembered_peer(peer: &[u8]) -> Option<ClientId> {
+    PEERS.with(|p| p.borrow().get(peer).cloned())
 }
 
 /// The cache key of a chat body, or the error the origin would answer it with.
@@ -384,8 +389,15 @@ impl EdgeRequest {
             None
         } else if by_peer_only && config.peer_from_forwarded_for {
             // Envoy, the first hop, appended the peer to the header as the last entry (anything
-            // a client wrote stays to its left), so the peer costs no host call. Without the
-            // header (a listener that is not TCP) Envoy is asked.
+            // a client wrote stays to its left), so the peer costs no host call. A peer seen
+            // before is known by that entry alone; a new one must first read as an address.
+            // Without the header (a listener that is not TCP) Envoy is asked.
+            if let Some(client) = view
+                .forwarded_for
+                .and_then(|xff| remembered_peer(identity::last_entry(xff).as_bytes()))
+            {
+                return Ok(client);
+            }
             match view.forwarded_for.and_then(identity::appended_peer) {
                 Some(peer) => Some(Cow::Borrowed(peer.as_bytes())),
                 None => host::property(SOURCE_ADDRESS).map(Cow::Owned),
@@ -410,7 +422,7 @@ impl EdgeRequest {
             Some(peer) if by_peer_only => peer,
             other => return identify_now(other.as_deref()),
         };
-        if let Some(client) = PEERS.with(|p| p.borrow().get(peer.as_ref()).cloned()) {
+        if let Some(client) = remembered_peer(&peer) {
             return Ok(client);
         }
         let client = identify_now(Some(&peer))?;

@@ -97,10 +97,15 @@ pub fn parse_address(s: &str) -> Option<IpAddr> {
     s.parse::<SocketAddr>().ok().map(|a| canonical(a.ip()))
 }
 
+/// The last entry of `X-Forwarded-For`, trimmed, whatever it holds.
+pub fn last_entry(forwarded_for: &str) -> &str {
+    forwarded_for.rsplit(',').next().unwrap_or_default().trim()
+}
+
 /// The last entry of `X-Forwarded-For` when it is an address: the peer, as Envoy with
 /// `use_remote_address` records it (its own host address when the peer is loopback).
 pub fn appended_peer(forwarded_for: &str) -> Option<&str> {
-    let last = forwarded_for.rsplit(',').next()?.trim();
+    let last = last_entry(forwarded_for);
     parse_address(last).map(|_| last)
 }
 

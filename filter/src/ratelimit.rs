@@ -20,7 +20,7 @@
 use crate::config::Config;
 use crate::identity::ClientId;
 use crate::route::RouteClass;
-use crate::shared::{fnv1a, slot_key, update, FnvMap, SharedStore, StoreError};
+use crate::shared::{fnv1a, slot_key, update, SeededMap, SharedStore, StoreError};
 use crate::token_bucket::{take, take_up_to, Bucket, Limit, Outcome};
 
 fn limit_of(config: &Config, class: RouteClass) -> Limit {
@@ -70,7 +70,7 @@ pub fn lease_size(limit: Limit) -> u32 {
 /// client slot.
 #[derive(Debug, Default)]
 pub struct Leases {
-    held: FnvMap<(RouteClass, u64), u32>,
+    held: SeededMap<(RouteClass, u64), u32>,
     /// One token at a time: held tokens could not be dropped on time (no tick).
     disabled: bool,
 }

@@ -216,6 +216,17 @@ fn at_the_first_hop_the_client_is_the_peer_envoy_appended() {
     // Without the header (a listener Envoy does not append on), Envoy is asked for the peer.
     assert_eq!(get(&mut vm, None, "192.0.2.7:7"), Some(429));
     assert_eq!(get(&mut vm, None, "192.0.2.9:7"), None);
+    // A last entry that is no address is never taken for the peer, nor remembered as one.
+    for port in [8, 9] {
+        assert_eq!(
+            get(
+                &mut vm,
+                Some("198.51.100.3, unknown"),
+                &format!("192.0.2.7:{port}")
+            ),
+            Some(429)
+        );
+    }
     assert_no_panic(&vm);
 }
 
