@@ -161,6 +161,8 @@ pub extern "C" fn proxy_on_http_call_response(
 #[no_mangle]
 pub extern "C" fn proxy_on_delete(id: u32) {
     if let Some(request) = REQUESTS.with(|r| r.borrow_mut().remove(&id)) {
+        // Busy only if Envoy deleted it from inside one of its own callbacks, which Envoy
+        // defers to after them; its stream slot would then be freed when the lease expires.
         if let Ok(mut request) = request.try_borrow_mut() {
             request.on_delete();
         }
