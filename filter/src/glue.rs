@@ -149,11 +149,6 @@ fn store_l1(config: &Config, key: &CacheKey, class: RouteClass, value: Vec<u8>) 
     remember_l1((class == RouteClass::Stream, key.clone()), Rc::from(value));
 }
 
-/// The client remembered for a peer address (see `EdgeRequest::client_of`).
-fn remembered_peer(peer: &[u8]) -> Option<ClientId> {
-    PEERS.with(|p| p.borrow().get(peer).cloned())
-}
-
 /// The cache key of a chat body, or the error the origin would answer it with.
 fn key_of(body: &[u8]) -> Result<CacheKey, libriassist_protocol::ErrorDetail> {
     if let Some(key) = KEYS.with(|k| k.borrow().get(body).cloned()) {
@@ -385,23 +380,16 @@ impl EdgeRequest {
                 .is_some_and(|k| view.api_key.is_some() || k.required);
         let by_peer_only =
             config.trusted_proxies.is_empty() && (config.api_key.is_none() || !check_key);
+        // Where Envoy is the first hop it appended the peer to `X-Forwarded-For` as the last
+        // entry (anything a client wrote stays to its left), so the peer costs no host call.
+        let appended = (by_peer_only && config.peer_from_forwarded_for)
+            .then_some(view.forwarded_for)
+            .flatten()
+            .map(identity::last_entry);
         let peer: Option<Cow<'_, [u8]>> = if by_key {
             None
-        } else if by_peer_only && config.peer_from_forwarded_for {
-            // Envoy, the first hop, appended the peer to the header as the last entry (anything
-            // a client wrote stays to its left), so the peer costs no host call. A peer seen
-            // before is known by that entry alone; a new one must first read as an address.
-            // Without the header (a listener that is not TCP) Envoy is asked.
-            if let Some(client) = view
-                .forwarded_for
-                .and_then(|xff| remembered_peer(identity::last_entry(xff).as_bytes()))
-            {
-                return Ok(client);
-            }
-            match view.forwarded_for.and_then(identity::appended_peer) {
-                Some(peer) => Some(Cow::Borrowed(peer.as_bytes())),
-                None => host::property(SOURCE_ADDRESS).map(Cow::Owned),
-            }
+        } else if let Some(entry) = appended {
+            Some(Cow::Borrowed(entry.as_bytes()))
         } else {
             host::property(SOURCE_ADDRESS).map(Cow::Owned)
         };
@@ -422,9 +410,20 @@ impl EdgeRequest {
             Some(peer) if by_peer_only => peer,
             other => return identify_now(other.as_deref()),
         };
-        if let Some(client) = remembered_peer(&peer) {
+        if let Some(client) = PEERS.with(|p| p.borrow().get(peer.as_ref()).cloned()) {
             return Ok(client);
         }
+        // Only addresses are remembered, so an entry that is none comes here every time: it is
+        // not a peer Envoy appended (a listener that is not TCP), and Envoy is asked instead.
+        let peer = match appended {
+            Some(entry) if identity::appended_peer(entry).is_none() => {
+                match host::property(SOURCE_ADDRESS) {
+                    Some(address) => Cow::Owned(address),
+                    None => return identify_now(None),
+                }
+            }
+            _ => peer,
+        };
         let client = identify_now(Some(&peer))?;
         PEERS.with(|p| {
             let mut peers = p.borrow_mut();
